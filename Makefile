@@ -1,0 +1,143 @@
+# vikt — build, test, install. GNU make; `make -j` safe.
+#
+#   make            the library: lib/libvikt.a
+#   make demo       the main job: train two parameters, then an MLP on digits
+#   make check      the test suite (installs cmocka with apt-get when root)
+#   make check-asan the suite under AddressSanitizer + UBSan
+#   make docs       API docs with Doxygen; any warning fails
+#   make install    PREFIX/prefix, DESTDIR, libdir, includedir honoured
+
+VERSION := 0.1.0
+
+PREFIX ?= /usr/local
+prefix ?= $(PREFIX)
+exec_prefix ?= $(prefix)
+libdir ?= $(exec_prefix)/lib
+includedir ?= $(prefix)/include
+
+CFLAGS ?= -O2 -g
+OBJCOPY ?= objcopy
+NM ?= nm
+PYTHON ?= python3
+
+# Where objects go and where the archive lands; check-asan builds a variant.
+BUILD ?= build
+LIBOUT ?= lib
+LIB := $(LIBOUT)/libvikt.a
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
+VIKT_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(CFLAGS)
+TEST_CFLAGS := -std=c11 $(WARN) -Iinclude -Itest $(CFLAGS)
+TEST_LIBS := -lcmocka -lm
+
+SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c)
+OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(wildcard test/test_*.c)
+TESTS := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
+TEST_SUPPORT := $(BUILD)/obj/test/support.o
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+.SECONDARY:
+
+.PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
+        check-asan check-valgrind run-tests docs install uninstall clean
+
+all: $(LIB)
+
+# --- library: compile, pre-link into one object, hide internal symbols ------
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(VIKT_CFLAGS) -MMD -MP -c $< -o $@
+
+# `-r` merges every object into one, so calls between vikt files resolve now;
+# --localize-hidden then turns every hidden (non-VIKT_API) symbol local, and a
+# program defining its own vikt__helper cannot replace ours.
+$(BUILD)/vikt.o: $(OBJS)
+	$(CC) -r -nostdlib -o $@.tmp $(OBJS)
+	$(OBJCOPY) --localize-hidden $@.tmp $@
+	@rm -f $@.tmp
+
+$(LIB): $(BUILD)/vikt.o
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(AR) rcs $@ $<
+
+check-symbols: $(LIB)
+	@bad=$$($(NM) -g --defined-only $(LIB) | awk 'NF == 3 && $$3 !~ /^vikt_/ {print $$3}'); \
+	if [ -n "$$bad" ]; then echo "check-symbols: exported non-vikt_ symbols:"; echo "$$bad"; exit 1; fi; \
+	echo "check-symbols: only vikt_* symbols are exported ($$($(NM) -g --defined-only $(LIB) | awk 'NF == 3' | wc -l) symbols)"
+
+# --- tests -------------------------------------------------------------------
+$(BUILD)/obj/test/%.o: test/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+check-deps:
+	@sh tools/ensure-deps.sh
+
+run-tests: $(TESTS)
+	@sh tools/run-tests.sh $(TESTS)
+
+check-header:
+	@sh tools/check-header.sh "$(CC)"
+
+check-ffi: $(LIB)
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  $(CC) -shared -o $(BUILD)/libvikt.so -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -lm && \
+	  VIKT_SO=$(BUILD)/libvikt.so $(PYTHON) test/ffi/test_ctypes.py; \
+	else echo "check-ffi: skipped: $(PYTHON) is not installed"; fi
+
+check: check-deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-header check-symbols
+	@$(MAKE) --no-print-directory check-ffi
+	@$(MAKE) --no-print-directory run-tests
+
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+check-asan: check-deps
+	@$(MAKE) --no-print-directory BUILD=build/asan LIBOUT=build/asan/lib \
+	  CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" run-tests
+
+check-valgrind: check-deps
+	@$(MAKE) --no-print-directory BUILD=build/valgrind LIBOUT=build/valgrind/lib \
+	  CFLAGS="-O1 -g" $(patsubst test/%.c,build/valgrind/test/%,$(TEST_SRCS))
+	@VIKT_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
+	  sh tools/run-tests.sh $(patsubst test/%.c,build/valgrind/test/%,$(TEST_SRCS))
+
+# --- examples and the demo ---------------------------------------------------
+$(BUILD)/examples/%: examples/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -o $@
+
+examples: $(EXAMPLES)
+
+demo: $(BUILD)/examples/demo
+	$(BUILD)/examples/demo data/digits.csv
+
+# --- docs ----------------------------------------------------------------------
+docs:
+	@command -v doxygen >/dev/null 2>&1 || { echo "docs: doxygen is not installed (apt-get install doxygen)"; exit 1; }
+	@mkdir -p $(BUILD)/docs
+	doxygen docs/Doxyfile
+
+# --- install -------------------------------------------------------------------
+install: $(LIB)
+	install -d $(DESTDIR)$(includedir) $(DESTDIR)$(libdir)/pkgconfig
+	install -m 644 include/vikt.h $(DESTDIR)$(includedir)/vikt.h
+	install -m 644 $(LIB) $(DESTDIR)$(libdir)/libvikt.a
+	sed -e 's|@prefix@|$(prefix)|g' -e 's|@libdir@|$(libdir)|g' \
+	    -e 's|@includedir@|$(includedir)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    pkgconfig/vikt.pc.in > $(DESTDIR)$(libdir)/pkgconfig/vikt.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(includedir)/vikt.h $(DESTDIR)$(libdir)/libvikt.a \
+	      $(DESTDIR)$(libdir)/pkgconfig/vikt.pc
+
+clean:
+	rm -rf build lib
+
+-include $(OBJS:.o=.d) $(TEST_SUPPORT:.o=.d) $(TESTS:$(BUILD)/test/%=$(BUILD)/obj/test/%.d)

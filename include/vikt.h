@@ -1,0 +1,858 @@
+/**
+ * @file vikt.h
+ * @brief vikt — an embeddable C11 library for the learnable parameters of models.
+ *
+ * vikt creates, trains, inspects and stores weights and biases from plain C.
+ * This header is the whole public contract; everything else is private.
+ *
+ * @section concepts Concepts
+ *
+ * - A **model** (`vikt_model`) is the context: the allocator, a sticky error,
+ *   the seeded random generator, the named parameters, the tape and the
+ *   per-step arena.
+ * - A **tensor** (`vikt_tensor`) is float32, rank 0 to 4, contiguous and
+ *   row-major. It is either *persistent* (a parameter, or made with
+ *   vikt_tensor_create(); owned by the model until vikt_tensor_destroy() or
+ *   vikt_model_destroy()) or a *step tensor* (an op result or made with
+ *   vikt_input(); it lives in the step arena until the next vikt_step_begin()).
+ * - **Ops** record themselves on the model's tape when gradients are enabled
+ *   and an input requires a gradient; vikt_backward() replays the tape in
+ *   reverse and accumulates gradients.
+ *
+ * @section errors Errors
+ *
+ * Fallible calls return `int`: ::VIKT_OK (0) or a negative ::vikt_status.
+ * Ops return a tensor or NULL; a NULL input makes an op return NULL, so a
+ * whole step can be checked once with vikt_model_errcode(). The first error
+ * is kept (sticky) with a message naming the op and the shapes until
+ * vikt_model_clear_error(). No function aborts, asserts or exits.
+ *
+ * @section threads Threads
+ *
+ * vikt has no mutable global state. Separate models may be used from separate
+ * threads at the same time; one model and everything made from it belongs to
+ * one thread at a time.
+ *
+ * @section example Example
+ *
+ * @code
+ * #include <stdio.h>
+ * #include <vikt.h>
+ *
+ * int main(void) {
+ *     float xs[4] = {0, 1, 2, 3}, ys[4] = {1, 3, 5, 7};      // y = 2x + 1
+ *     vikt_model *m;
+ *     vikt_optimizer *opt;
+ *     if (vikt_model_create(NULL, 42, &m) != VIKT_OK) return 1;
+ *     vikt_tensor *w = vikt_param(m, "w", 2, (int64_t[]){1, 1}, VIKT_INIT_ZEROS);
+ *     vikt_tensor *b = vikt_param(m, "b", 1, (int64_t[]){1}, VIKT_INIT_ZEROS);
+ *     vikt_sgd_create(m, 0.05f, &opt);
+ *     for (int step = 0; step < 500; step++) {
+ *         vikt_step_begin(m);
+ *         vikt_zero_grad(m);
+ *         vikt_tensor *x = vikt_input(m, 2, (int64_t[]){4, 1}, xs);
+ *         vikt_tensor *y = vikt_input(m, 2, (int64_t[]){4, 1}, ys);
+ *         vikt_tensor *pred = vikt_add(m, vikt_matmul(m, x, w), b);
+ *         vikt_backward(m, vikt_mse_loss(m, pred, y));
+ *         vikt_optimizer_step(opt);
+ *     }
+ *     if (vikt_model_errcode(m)) fprintf(stderr, "%s\n", vikt_model_errmsg(m));
+ *     printf("w=%.3f b=%.3f\n", vikt_tensor_data(w)[0], vikt_tensor_data(b)[0]);
+ *     vikt_optimizer_destroy(opt);
+ *     vikt_model_destroy(m);
+ *     return 0;
+ * }
+ * @endcode
+ */
+#ifndef VIKT_H
+#define VIKT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief Marks a symbol exported from the library. */
+#if defined(__GNUC__) || defined(__clang__)
+#define VIKT_API __attribute__((visibility("default")))
+#else
+#define VIKT_API
+#endif
+
+/** @brief Major version: incompatible API changes. */
+#define VIKT_VERSION_MAJOR 0
+/** @brief Minor version: added functionality, backwards compatible. */
+#define VIKT_VERSION_MINOR 1
+/** @brief Patch version: bug fixes. */
+#define VIKT_VERSION_PATCH 0
+
+/**
+ * @brief The library's version as "MAJOR.MINOR.PATCH".
+ * @return A static string; never NULL.
+ */
+VIKT_API const char *vikt_version(void);
+
+/**
+ * @brief The status table: name, pinned value, description.
+ *
+ * One list generates the ::vikt_status enum and vikt_strerror(). Values never
+ * change once released.
+ */
+#define VIKT_STATUS_TABLE(X)                                                   \
+    X(VIKT_OK, 0, "success")                                                   \
+    X(VIKT_ERR_NULL, -1, "a required argument is NULL")                        \
+    X(VIKT_ERR_NOMEM, -2, "out of memory")                                     \
+    X(VIKT_ERR_SHAPE, -3, "tensor shapes do not fit the operation")            \
+    X(VIKT_ERR_ARG, -4, "an argument is out of range")                         \
+    X(VIKT_ERR_STATE, -5, "the call is not valid in the current state")        \
+    X(VIKT_ERR_NOT_FOUND, -6, "no such name")                                  \
+    X(VIKT_ERR_IO, -7, "input/output error")                                   \
+    X(VIKT_ERR_FORMAT, -8, "malformed data")
+
+/** @brief Result codes. ::VIKT_OK is zero; every error is negative. */
+typedef enum vikt_status {
+#define VIKT_STATUS_ENUM_(name, value, text) name = value,
+    VIKT_STATUS_TABLE(VIKT_STATUS_ENUM_)
+#undef VIKT_STATUS_ENUM_
+    VIKT_STATUS_MIN_ = -8 /**< The most negative code in use. */
+} vikt_status;
+
+/**
+ * @brief Describe a status code.
+ * @param[in] status A ::vikt_status value.
+ * @return A static English sentence; "unknown status" for an unknown code.
+ */
+VIKT_API const char *vikt_strerror(int status);
+
+/** @brief Largest tensor rank. */
+enum { VIKT_MAX_RANK = 4 };
+
+/** @brief The model: allocator, parameters, tape, arena, RNG, sticky error. */
+typedef struct vikt_model vikt_model;
+/** @brief A float32 tensor of rank 0 to 4. */
+typedef struct vikt_tensor vikt_tensor;
+/** @brief An update rule with its per-parameter state. */
+typedef struct vikt_optimizer vikt_optimizer;
+
+/**
+ * @brief Allocation hook.
+ * @param[in] ud    The allocator's user data.
+ * @param[in] size  Bytes wanted (never 0).
+ * @param[in] align A power of two, at most 64.
+ * @return Memory aligned to @p align, or NULL when out of memory.
+ */
+typedef void *(*vikt_alloc_fn)(void *ud, size_t size, size_t align);
+/**
+ * @brief Release hook.
+ * @param[in] ud   The allocator's user data.
+ * @param[in] ptr  A pointer the alloc hook returned (never NULL).
+ * @param[in] size The size it was allocated with.
+ */
+typedef void (*vikt_free_fn)(void *ud, void *ptr, size_t size);
+
+/**
+ * @brief A caller-chosen allocator (Lua's lua_Alloc shape). Passed by pointer
+ *        and copied; the struct need not outlive the call.
+ */
+typedef struct vikt_allocator {
+    vikt_alloc_fn alloc; /**< Allocate aligned memory. */
+    vikt_free_fn free;   /**< Release memory from @c alloc. */
+    void *ud;            /**< Passed to both hooks. */
+} vikt_allocator;
+
+/* ------------------------------------------------------------------ model */
+
+/**
+ * @brief Create a model.
+ * @param[in]  allocator The allocator (copied), or NULL for aligned malloc/free.
+ * @param[in]  seed      Seed of the model's random generator (PCG32).
+ * @param[out] out       Receives the model; set to NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (incomplete allocator) or
+ *         ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_model_create(const vikt_allocator *allocator, uint64_t seed,
+                               vikt_model **out);
+
+/**
+ * @brief Destroy a model and every tensor and optimizer made from it.
+ *
+ * Optimizers must still be released with vikt_optimizer_destroy() first.
+ * @param[in] m The model, or NULL (nothing happens).
+ */
+VIKT_API void vikt_model_destroy(vikt_model *m);
+
+/**
+ * @brief The first error recorded since the last vikt_model_clear_error().
+ * @param[in] m The model.
+ * @return ::VIKT_OK, a negative ::vikt_status, or ::VIKT_ERR_NULL for NULL @p m.
+ */
+VIKT_API int vikt_model_errcode(const vikt_model *m);
+
+/**
+ * @brief The message of the sticky error, naming the op and the shapes.
+ * @param[in] m The model.
+ * @return A string owned by the model, valid until the next call that
+ *         changes the error; "" when there is none.
+ */
+VIKT_API const char *vikt_model_errmsg(const vikt_model *m);
+
+/**
+ * @brief Forget the sticky error.
+ * @param[in] m The model, or NULL (nothing happens).
+ */
+VIKT_API void vikt_model_clear_error(vikt_model *m);
+
+/**
+ * @brief Reseed the model's random generator.
+ * @param[in] m    The model.
+ * @param[in] seed The new seed; the same seed gives the same numbers on every
+ *                 platform.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_model_seed(vikt_model *m, uint64_t seed);
+
+/**
+ * @brief Start a step: rewind the tape and the step arena.
+ *
+ * Every step tensor made since the previous call becomes invalid. The arena
+ * keeps its memory, so a step of the same shapes as an earlier one allocates
+ * nothing. The sticky error is kept.
+ * @param[in] m The model.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_step_begin(vikt_model *m);
+
+/**
+ * @brief Turn recording of ops on the tape on or off (no-grad / eval mode).
+ * @param[in] m       The model.
+ * @param[in] enabled Non-zero records ops (the default); zero records nothing.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_set_grad_enabled(vikt_model *m, int enabled);
+
+/**
+ * @brief Whether ops are recorded.
+ * @param[in] m The model.
+ * @return 1 or 0; 0 for NULL.
+ */
+VIKT_API int vikt_grad_enabled(const vikt_model *m);
+
+/**
+ * @brief Switch between training (the default) and evaluation behaviour of
+ *        ops such as dropout.
+ * @param[in] m        The model.
+ * @param[in] training Non-zero for training.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_set_training(vikt_model *m, int training);
+
+/**
+ * @brief Whether the model is in training mode.
+ * @param[in] m The model.
+ * @return 1 or 0; 0 for NULL.
+ */
+VIKT_API int vikt_training(const vikt_model *m);
+
+/**
+ * @brief Replay the tape in reverse from a scalar loss.
+ *
+ * Gradients are added to those already held by persistent tensors, so several
+ * backward calls accumulate until vikt_zero_grad(). Gradients of step tensors
+ * are recomputed on every call.
+ * @param[in] m    The model.
+ * @param[in] loss A tensor with one element, made in this step.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_SHAPE (not one element),
+ *         ::VIKT_ERR_STATE (loss does not require a gradient, or the model
+ *         holds an error) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_backward(vikt_model *m, vikt_tensor *loss);
+
+/**
+ * @brief Set the gradient of every parameter to zero.
+ * @param[in] m The model.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_zero_grad(vikt_model *m);
+
+/* ---------------------------------------------------------------- tensors */
+
+/**
+ * @brief Create a persistent tensor owned by the model.
+ * @param[in]  m             The model.
+ * @param[in]  rank          0 to ::VIKT_MAX_RANK.
+ * @param[in]  shape         @p rank sizes, each >= 0 (may be NULL for rank 0).
+ * @param[in]  data          Values copied in, row-major; NULL for zeros.
+ * @param[in]  requires_grad Non-zero to hold a gradient (allocated now).
+ * @param[out] out           Receives the tensor; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_SHAPE or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_tensor_create(vikt_model *m, int rank, const int64_t *shape,
+                                const float *data, int requires_grad,
+                                vikt_tensor **out);
+
+/**
+ * @brief Destroy a persistent tensor made by vikt_tensor_create().
+ *
+ * Parameters and step tensors are owned by the model and are not destroyed
+ * here (the call does nothing for them).
+ * @param[in] t The tensor, or NULL (nothing happens).
+ */
+VIKT_API void vikt_tensor_destroy(vikt_tensor *t);
+
+/**
+ * @brief A step tensor holding a copy of caller data.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] data  numel values, copied in; NULL for zeros.
+ * @return The tensor (valid until the next vikt_step_begin()), or NULL.
+ */
+VIKT_API vikt_tensor *vikt_input(vikt_model *m, int rank, const int64_t *shape,
+                                 const float *data);
+
+/**
+ * @brief A step tensor with every element equal to @p value.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] value The fill value.
+ * @return The tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_full(vikt_model *m, int rank, const int64_t *shape,
+                                float value);
+
+/**
+ * @brief A step tensor of zeros.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @return The tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_zeros(vikt_model *m, int rank, const int64_t *shape);
+
+/**
+ * @brief A step tensor of ones.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @return The tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_ones(vikt_model *m, int rank, const int64_t *shape);
+
+/**
+ * @brief A step tensor drawn from N(mean, std²) with the model's generator.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] mean  Mean.
+ * @param[in] std   Standard deviation, >= 0.
+ * @return The tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_randn(vikt_model *m, int rank, const int64_t *shape,
+                                 float mean, float std);
+
+/**
+ * @brief A step tensor drawn uniformly from [lo, hi) with the model's generator.
+ * @param[in] m     The model.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] lo    Lower bound.
+ * @param[in] hi    Upper bound, >= lo.
+ * @return The tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_rand(vikt_model *m, int rank, const int64_t *shape,
+                                float lo, float hi);
+
+/**
+ * @brief Set every element of a tensor to @p value.
+ * @param[in,out] t     The tensor.
+ * @param[in]     value The value.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_tensor_fill(vikt_tensor *t, float value);
+
+/**
+ * @brief Fill a tensor from N(mean, std²) with its model's generator.
+ * @param[in,out] t    The tensor.
+ * @param[in]     mean Mean.
+ * @param[in]     std  Standard deviation, >= 0 and finite.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG.
+ */
+VIKT_API int vikt_tensor_fill_normal(vikt_tensor *t, float mean, float std);
+
+/**
+ * @brief Fill a tensor uniformly from [lo, hi) with its model's generator.
+ * @param[in,out] t  The tensor.
+ * @param[in]     lo Lower bound.
+ * @param[in]     hi Upper bound, >= lo and finite.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG.
+ */
+VIKT_API int vikt_tensor_fill_uniform(vikt_tensor *t, float lo, float hi);
+
+/**
+ * @brief The tensor's rank.
+ * @param[in] t The tensor.
+ * @return 0 to ::VIKT_MAX_RANK, or -1 for NULL.
+ */
+VIKT_API int vikt_tensor_rank(const vikt_tensor *t);
+
+/**
+ * @brief The size of one dimension.
+ * @param[in] t    The tensor.
+ * @param[in] axis 0 to rank-1; negative counts from the end.
+ * @return The size, or -1 for NULL or an axis out of range.
+ */
+VIKT_API int64_t vikt_tensor_dim(const vikt_tensor *t, int axis);
+
+/**
+ * @brief Number of elements (1 for rank 0).
+ * @param[in] t The tensor.
+ * @return The count, or -1 for NULL.
+ */
+VIKT_API int64_t vikt_tensor_numel(const vikt_tensor *t);
+
+/**
+ * @brief Copy the shape out.
+ * @param[in]  t     The tensor.
+ * @param[out] shape At least ::VIKT_MAX_RANK slots; the first rank are set.
+ * @return The rank, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_tensor_shape(const vikt_tensor *t, int64_t *shape);
+
+/**
+ * @brief Borrow the tensor's values (row-major, numel floats).
+ *
+ * Valid while the tensor lives: for a step tensor until the next
+ * vikt_step_begin(), for a persistent one until it or its model is destroyed.
+ * Writing through the pointer changes the tensor.
+ * @param[in] t The tensor.
+ * @return The data, or NULL for NULL or an empty tensor.
+ */
+VIKT_API float *vikt_tensor_data(vikt_tensor *t);
+
+/**
+ * @brief Borrow the tensor's gradient, with the same lifetime as its data.
+ * @param[in] t The tensor.
+ * @return The gradient, or NULL when the tensor has none (it does not require
+ *         one, or no backward pass has reached it in this step).
+ */
+VIKT_API float *vikt_tensor_grad(vikt_tensor *t);
+
+/**
+ * @brief Copy the values out.
+ * @param[in]  t   The tensor.
+ * @param[out] dst Receives numel floats.
+ * @param[in]  n   Capacity of @p dst in floats; must be >= numel.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (too small).
+ */
+VIKT_API int vikt_tensor_copy_out(const vikt_tensor *t, float *dst, int64_t n);
+
+/**
+ * @brief Copy values in.
+ * @param[in,out] t   The tensor.
+ * @param[in]     src numel floats.
+ * @param[in]     n   Number of floats in @p src; must equal numel.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG.
+ */
+VIKT_API int vikt_tensor_copy_in(vikt_tensor *t, const float *src, int64_t n);
+
+/**
+ * @brief Whether backward computes a gradient for this tensor.
+ * @param[in] t The tensor.
+ * @return 1 or 0; 0 for NULL.
+ */
+VIKT_API int vikt_tensor_requires_grad(const vikt_tensor *t);
+
+/**
+ * @brief Make a leaf tensor require a gradient, or not.
+ *
+ * Only tensors not produced by an op (persistent tensors and vikt_input()
+ * results) can be changed. A persistent tensor's gradient buffer is allocated
+ * here.
+ * @param[in,out] t             The tensor.
+ * @param[in]     requires_grad Non-zero to require one.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_STATE (an op result) or
+ *         ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_tensor_set_requires_grad(vikt_tensor *t, int requires_grad);
+
+/**
+ * @brief The tensor's name.
+ * @param[in] t The tensor.
+ * @return The parameter name, or "" for unnamed tensors and NULL.
+ */
+VIKT_API const char *vikt_tensor_name(const vikt_tensor *t);
+
+/* ------------------------------------------------------------- parameters */
+
+/** @brief How a new parameter is initialized (fans as in torch.nn.init). */
+typedef enum vikt_init {
+    VIKT_INIT_ZEROS = 0,          /**< All zeros. */
+    VIKT_INIT_ONES = 1,           /**< All ones. */
+    VIKT_INIT_XAVIER_UNIFORM = 2, /**< U(±sqrt(6/(fan_in+fan_out))); rank >= 2. */
+    VIKT_INIT_XAVIER_NORMAL = 3,  /**< N(0, 2/(fan_in+fan_out)); rank >= 2. */
+    VIKT_INIT_KAIMING_UNIFORM = 4,/**< U(±sqrt(6/fan_in)) (ReLU gain); rank >= 2. */
+    VIKT_INIT_KAIMING_NORMAL = 5  /**< N(0, 2/fan_in) (ReLU gain); rank >= 2. */
+} vikt_init;
+
+/**
+ * @brief Find or create a named parameter.
+ *
+ * The first call creates a persistent tensor that requires a gradient,
+ * initialized with @p init from the model's generator; later calls with the
+ * same name return it (the shape must match). fan_in is shape[1] times the
+ * sizes after it, fan_out is shape[0] times the same (PyTorch's convention:
+ * a dense weight is [out, in]).
+ * @param[in] m     The model.
+ * @param[in] name  A non-empty name such as "fc1.weight" (copied).
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] init  A ::vikt_init.
+ * @return The parameter (owned by the model), or NULL.
+ */
+VIKT_API vikt_tensor *vikt_param(vikt_model *m, const char *name, int rank,
+                                 const int64_t *shape, vikt_init init);
+
+/**
+ * @brief Look a parameter up by name.
+ * @param[in] m    The model.
+ * @param[in] name The name.
+ * @return The parameter, or NULL when there is none (no error is recorded).
+ */
+VIKT_API vikt_tensor *vikt_param_find(vikt_model *m, const char *name);
+
+/**
+ * @brief Number of parameter tensors, in creation order.
+ * @param[in] m The model.
+ * @return The count, or -1 for NULL.
+ */
+VIKT_API int64_t vikt_param_count(const vikt_model *m);
+
+/**
+ * @brief The i-th parameter tensor in creation order.
+ * @param[in] m The model.
+ * @param[in] i 0 to vikt_param_count()-1.
+ * @return The parameter, or NULL when out of range.
+ */
+VIKT_API vikt_tensor *vikt_param_at(vikt_model *m, int64_t i);
+
+/**
+ * @brief Total number of scalar parameters (the sum of every parameter's numel).
+ * @param[in] m The model.
+ * @return The count, or -1 for NULL.
+ */
+VIKT_API int64_t vikt_model_num_params(const vikt_model *m);
+
+/* -------------------------------------------------------------------- ops */
+
+/*
+ * Elementwise binary ops broadcast like NumPy: shapes are aligned at the
+ * right, and each dimension must be equal or 1 in one of the operands.
+ */
+
+/**
+ * @brief a + b, broadcasting.
+ * @param[in] m The model.
+ * @param[in] a Left operand.
+ * @param[in] b Right operand.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_add(vikt_model *m, vikt_tensor *a, vikt_tensor *b);
+/**
+ * @brief a - b, broadcasting.
+ * @param[in] m The model.
+ * @param[in] a Left operand.
+ * @param[in] b Right operand.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_sub(vikt_model *m, vikt_tensor *a, vikt_tensor *b);
+/**
+ * @brief a * b elementwise, broadcasting.
+ * @param[in] m The model.
+ * @param[in] a Left operand.
+ * @param[in] b Right operand.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_mul(vikt_model *m, vikt_tensor *a, vikt_tensor *b);
+/**
+ * @brief a / b elementwise, broadcasting (IEEE: x/0 is ±inf or NaN).
+ * @param[in] m The model.
+ * @param[in] a Left operand.
+ * @param[in] b Right operand.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_div(vikt_model *m, vikt_tensor *a, vikt_tensor *b);
+
+/**
+ * @brief Matrix product of the last two dimensions.
+ *
+ * Shapes: [M,K]·[K,N] → [M,N]; [B,M,K]·[B,K,N] → [B,M,N];
+ * [B,M,K]·[K,N] → [B,M,N] (the right operand shared by every batch).
+ * @param[in] m The model.
+ * @param[in] a Left operand, rank 2 or 3.
+ * @param[in] b Right operand, rank 2 or 3.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_matmul(vikt_model *m, vikt_tensor *a, vikt_tensor *b);
+
+/**
+ * @brief Matrix product with either operand's last two dimensions transposed:
+ *        op(a)·op(b), without materializing the transpose.
+ * @param[in] m           The model.
+ * @param[in] a           Left operand, rank 2 or 3.
+ * @param[in] b           Right operand, rank 2 or 3.
+ * @param[in] transpose_a Non-zero to use aᵀ.
+ * @param[in] transpose_b Non-zero to use bᵀ.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_matmul_t(vikt_model *m, vikt_tensor *a, vikt_tensor *b,
+                                    int transpose_a, int transpose_b);
+
+/**
+ * @brief Swap the last two dimensions (rank >= 2); a copy.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_transpose(vikt_model *m, vikt_tensor *a);
+
+/**
+ * @brief The same values in another shape with the same number of elements.
+ * @param[in] m     The model.
+ * @param[in] a     The tensor.
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes; one may be -1 (inferred).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_reshape(vikt_model *m, vikt_tensor *a, int rank,
+                                   const int64_t *shape);
+
+/**
+ * @brief Join tensors along an axis; all other dimensions must agree.
+ * @param[in] m      The model.
+ * @param[in] n      Number of tensors, 1 to 16.
+ * @param[in] inputs @p n tensors of one rank (>= 1).
+ * @param[in] axis   The axis; negative counts from the end.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_concat(vikt_model *m, int n, vikt_tensor *const *inputs,
+                                  int axis);
+
+/**
+ * @brief The elements start..start+length-1 along an axis.
+ * @param[in] m      The model.
+ * @param[in] a      The tensor (rank >= 1).
+ * @param[in] axis   The axis; negative counts from the end.
+ * @param[in] start  First index, 0 <= start <= dim.
+ * @param[in] length Count, start+length <= dim.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_slice(vikt_model *m, vikt_tensor *a, int axis,
+                                 int64_t start, int64_t length);
+
+/**
+ * @brief Sum of all elements (a rank-0 tensor).
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_sum(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Mean of all elements (a rank-0 tensor).
+ * @param[in] m The model.
+ * @param[in] a The tensor (at least one element).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_mean(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Sum along one axis.
+ * @param[in] m       The model.
+ * @param[in] a       The tensor (rank >= 1).
+ * @param[in] axis    The axis; negative counts from the end.
+ * @param[in] keepdim Non-zero keeps the axis with size 1.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_sum_axis(vikt_model *m, vikt_tensor *a, int axis,
+                                    int keepdim);
+/**
+ * @brief Mean along one axis.
+ * @param[in] m       The model.
+ * @param[in] a       The tensor (rank >= 1, the axis not empty).
+ * @param[in] axis    The axis; negative counts from the end.
+ * @param[in] keepdim Non-zero keeps the axis with size 1.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_mean_axis(vikt_model *m, vikt_tensor *a, int axis,
+                                     int keepdim);
+
+/**
+ * @brief a * s for a scalar s.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @param[in] s The factor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_scale(vikt_model *m, vikt_tensor *a, float s);
+/**
+ * @brief eˣ elementwise.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_exp(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Natural logarithm elementwise.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_log(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Square root elementwise.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_sqrt(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief x² elementwise.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_square(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief max(x, 0) elementwise (gradient 0 at x = 0).
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_relu(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief x for x > 0, slope·x otherwise.
+ * @param[in] m     The model.
+ * @param[in] a     The tensor.
+ * @param[in] slope The negative slope (PyTorch's default is 0.01).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_leaky_relu(vikt_model *m, vikt_tensor *a, float slope);
+/**
+ * @brief 1 / (1 + e⁻ˣ) elementwise, stable for large |x|.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_sigmoid(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Hyperbolic tangent elementwise.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_tanh(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief GELU, the exact form x·Φ(x) (PyTorch's default, not the tanh
+ *        approximation).
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_gelu(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Softmax over the last axis (max-subtracted, stable).
+ * @param[in] m The model.
+ * @param[in] a The tensor (rank >= 1).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_softmax(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Log-softmax over the last axis (max-subtracted, stable).
+ * @param[in] m The model.
+ * @param[in] a The tensor (rank >= 1).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_log_softmax(vikt_model *m, vikt_tensor *a);
+/**
+ * @brief Inverted dropout: in training mode each element is zeroed with
+ *        probability p and the rest scaled by 1/(1-p), drawn from the model's
+ *        generator; in evaluation mode the input passes unchanged.
+ * @param[in] m The model.
+ * @param[in] a The tensor.
+ * @param[in] p Drop probability, 0 <= p < 1.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_dropout(vikt_model *m, vikt_tensor *a, float p);
+
+/**
+ * @brief Mean squared error, mean over all elements (a rank-0 tensor).
+ * @param[in] m      The model.
+ * @param[in] pred   Predictions.
+ * @param[in] target Targets, the same shape.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_mse_loss(vikt_model *m, vikt_tensor *pred,
+                                    vikt_tensor *target);
+/**
+ * @brief Binary cross-entropy on logits, mean over all elements, computed
+ *        stably as max(x,0) - x·t + log(1 + e^-|x|).
+ * @param[in] m      The model.
+ * @param[in] logits Logits.
+ * @param[in] target Targets in [0, 1], the same shape.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_bce_with_logits_loss(vikt_model *m, vikt_tensor *logits,
+                                                vikt_tensor *target);
+/**
+ * @brief Softmax cross-entropy with integer class labels, mean over rows;
+ *        fused with the log-softmax and stable for large logits.
+ * @param[in] m      The model.
+ * @param[in] logits [N, C] logits.
+ * @param[in] labels N labels, each 0 <= label < C (copied).
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_cross_entropy_loss(vikt_model *m, vikt_tensor *logits,
+                                              const int32_t *labels);
+/**
+ * @brief Hinge loss mean(max(0, 1 - t·x)) for targets t in {-1, +1}.
+ * @param[in] m      The model.
+ * @param[in] scores Scores.
+ * @param[in] target Targets, the same shape.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_hinge_loss(vikt_model *m, vikt_tensor *scores,
+                                      vikt_tensor *target);
+
+/* ------------------------------------------------------------- optimizers */
+
+/**
+ * @brief Plain stochastic gradient descent: p ← p − lr·∇p for every parameter
+ *        that requires a gradient.
+ * @param[in]  m   The model whose parameters are updated.
+ * @param[in]  lr  Learning rate, >= 0 and finite.
+ * @param[out] out Receives the optimizer; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_sgd_create(vikt_model *m, float lr, vikt_optimizer **out);
+
+/**
+ * @brief Apply one update to every trainable parameter of the model. Does
+ *        not zero the gradients.
+ * @param[in] opt The optimizer.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_STATE (the model holds an
+ *         error; nothing is updated).
+ */
+VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
+
+/**
+ * @brief Destroy an optimizer.
+ * @param[in] opt The optimizer, or NULL (nothing happens).
+ */
+VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VIKT_H */

@@ -1,0 +1,185 @@
+/* Private structures and vikt__ functions shared between the library's files.
+ * Nothing here is installed; every symbol is hidden and localized in the
+ * archive. */
+#ifndef VIKT_INTERNAL_H
+#define VIKT_INTERNAL_H
+
+#include "vikt.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#define VIKT__ALIGN 64
+#define VIKT__ERRMSG_MAX 256
+#define VIKT__MAX_INPUTS 16
+
+/* ------------------------------------------------------------- allocation */
+
+void *vikt__alloc(vikt_model *m, size_t size);
+void vikt__free(vikt_model *m, void *p, size_t size);
+
+/* A bump allocator over a list of chunks. Rewinding keeps the chunks, so a
+ * step that needs no more than an earlier one allocates nothing. */
+typedef struct vikt__chunk {
+    struct vikt__chunk *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+} vikt__chunk;
+
+typedef struct vikt__arena {
+    vikt__chunk *head;    /* first chunk */
+    vikt__chunk *current; /* chunk being filled */
+} vikt__arena;
+
+void *vikt__arena_alloc(vikt_model *m, size_t size);
+void vikt__arena_rewind(vikt__arena *a);
+void vikt__arena_release(vikt_model *m, vikt__arena *a);
+
+/* ------------------------------------------------------------------- rng */
+
+/* PCG32 (O'Neill 2014, pcg-random.org): 64-bit LCG state, XSH-RR output. */
+typedef struct vikt__rng {
+    uint64_t state;
+    uint64_t inc;
+} vikt__rng;
+
+void vikt__rng_seed(vikt__rng *r, uint64_t seed);
+uint32_t vikt__rng_u32(vikt__rng *r);
+float vikt__rng_uniform(vikt__rng *r); /* [0, 1) with 24 bits */
+float vikt__rng_normal(vikt__rng *r);  /* N(0, 1) */
+
+/* ---------------------------------------------------------------- tensors */
+
+enum vikt__storage {
+    VIKT__STEP = 0,       /* arena: until the next vikt_step_begin */
+    VIKT__PERSISTENT = 1, /* allocator: vikt_tensor_create */
+    VIKT__PARAM = 2       /* allocator, named, in the model's registry */
+};
+
+typedef struct vikt__record vikt__record;
+
+struct vikt_tensor {
+    vikt_model *model;
+    float *data;
+    float *grad; /* NULL until needed for step tensors */
+    int64_t shape[VIKT_MAX_RANK];
+    int64_t numel;
+    int rank;
+    int storage;       /* enum vikt__storage */
+    int requires_grad;
+    vikt__record *producer; /* the tape record that made it, or NULL (leaf) */
+    char *name;        /* parameters only */
+    /* Persistent tensors are on the model's list so destroy can free them. */
+    vikt_tensor *owned_prev, *owned_next;
+};
+
+/* ------------------------------------------------------------ ops & tape */
+
+/* Arguments an op keeps for its backward pass. */
+typedef struct vikt__args {
+    int64_t i[4];
+    float f[2];
+    void *saved; /* arena memory the forward pass leaves for backward */
+} vikt__args;
+
+/* One op: its name for messages, a shape check that also computes the output
+ * shape, the forward computation and the gradient. */
+typedef struct vikt__op {
+    const char *name;
+    /* Fill out_shape/out_rank or record an error and return it. */
+    int (*shape)(vikt_model *m, const struct vikt__op *op, vikt_tensor *const *in,
+                 int n, vikt__args *args, int64_t *out_shape, int *out_rank);
+    /* Compute out from in; may fill args->saved (arena). */
+    int (*forward)(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
+                   vikt_tensor *out);
+    /* Add the input gradients given out->grad. vikt__grad() gives a buffer
+     * for an input that requires a gradient, NULL otherwise. */
+    int (*backward)(vikt_model *m, vikt_tensor *const *in, int n,
+                    const vikt__args *args, vikt_tensor *out);
+} vikt__op;
+
+struct vikt__record {
+    const vikt__op *op;
+    vikt_tensor *out;
+    vikt__record *prev;
+    int n;
+    vikt_tensor *in[VIKT__MAX_INPUTS];
+    vikt__args args;
+};
+
+/* Run an op: validate, allocate the output, forward, record on the tape. */
+vikt_tensor *vikt__apply(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
+                         int n, const vikt__args *args);
+
+/* The gradient buffer of t during backward, allocated and zeroed on first use;
+ * NULL if t does not require a gradient or memory ran out (error recorded). */
+float *vikt__grad(vikt_tensor *t);
+
+/* A step tensor of the given shape (data uninitialized), or NULL. */
+vikt_tensor *vikt__step_tensor(vikt_model *m, const char *opname, int rank,
+                               const int64_t *shape);
+
+/* --------------------------------------------------------------- model */
+
+struct vikt_model {
+    vikt_allocator allocator;
+    vikt__rng rng;
+    vikt__arena arena;
+    vikt__record *tape; /* newest record */
+    vikt_tensor *owned; /* every persistent tensor, parameters included */
+    vikt_tensor **params;
+    int64_t nparams;
+    int64_t params_cap;
+    int grad_enabled;
+    int training;
+    int errcode;
+    char errmsg[VIKT__ERRMSG_MAX];
+};
+
+/* Record err (if none is held) with a printf-style message; returns err. */
+int vikt__fail(vikt_model *m, int err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* "32x784": a tensor's shape for messages; buf needs VIKT__SHAPE_STR bytes. */
+#define VIKT__SHAPE_STR 96
+const char *vikt__shape_str(const vikt_tensor *t, char *buf);
+const char *vikt__dims_str(int rank, const int64_t *shape, char *buf);
+
+/* Validate rank/shape from a caller and compute the element count. */
+int vikt__check_shape(vikt_model *m, const char *opname, int rank,
+                      const int64_t *shape, int64_t *numel);
+
+int vikt__same_shape(const vikt_tensor *a, const vikt_tensor *b);
+int vikt__norm_axis(int axis, int rank); /* -1 if out of range */
+
+/* A tensor seen as [outer, shape[axis], inner] around one axis. */
+int64_t vikt__outer_size(const vikt_tensor *t, int axis);
+int64_t vikt__inner_size(const vikt_tensor *t, int axis);
+
+/* 1 / (1 + e^-x) without overflow for large |x|. */
+static inline float vikt__sigmoid(float x) {
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* log Σ exp(x_j) over n values, max-subtracted. */
+float vikt__logsumexp(const float *x, int64_t n);
+
+/* ------------------------------------------------------------------ gemm */
+
+/* C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is MxK, op(B) is KxN.
+ * beta = 0 ignores C's old contents (NaN included); alpha = 0 reads neither A
+ * nor B (the BLAS contract). */
+void vikt__gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float *A, int64_t lda, const float *B,
+                int64_t ldb, float beta, float *C, int64_t ldc);
+void vikt__gemm_scalar(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif
