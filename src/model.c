@@ -3,9 +3,6 @@
 
 #include <string.h>
 
-void vikt__default_allocator(vikt_allocator *a);
-void vikt__tensor_release(vikt_tensor *t);
-
 int vikt_model_create(const vikt_allocator *allocator, uint64_t seed, vikt_model **out) {
     if (!out) return VIKT_ERR_NULL;
     *out = NULL;

@@ -5,10 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-vikt_tensor *vikt__persistent_tensor(vikt_model *m, const char *opname, int rank,
-                                     const int64_t *shape, int requires_grad);
-void vikt__tensor_release(vikt_tensor *t);
-
 vikt_tensor *vikt_param_find(vikt_model *m, const char *name) {
     if (!m || !name) return NULL;
     for (int64_t i = 0; i < m->nparams; i++)

@@ -88,7 +88,6 @@ void vikt__tensor_release(vikt_tensor *t) {
     vikt__free(m, t, sizeof *t);
 }
 
-/* A persistent tensor on the model's list; zero-filled. */
 vikt_tensor *vikt__persistent_tensor(vikt_model *m, const char *opname, int rank,
                                      const int64_t *shape, int requires_grad) {
     int64_t numel;

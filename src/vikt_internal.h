@@ -16,6 +16,7 @@
 
 /* ------------------------------------------------------------- allocation */
 
+void vikt__default_allocator(vikt_allocator *a); /* aligned malloc/free */
 void *vikt__alloc(vikt_model *m, size_t size);
 void vikt__free(vikt_model *m, void *p, size_t size);
 
@@ -115,6 +116,12 @@ vikt_tensor *vikt__apply(vikt_model *m, const vikt__op *op, vikt_tensor *const *
 /* The gradient buffer of t during backward, allocated and zeroed on first use;
  * NULL if t does not require a gradient or memory ran out (error recorded). */
 float *vikt__grad(vikt_tensor *t);
+
+/* A zero-filled persistent tensor on the model's list, or NULL; and its
+ * release (unlinks and frees data, gradient, name and struct). */
+vikt_tensor *vikt__persistent_tensor(vikt_model *m, const char *opname, int rank,
+                                     const int64_t *shape, int requires_grad);
+void vikt__tensor_release(vikt_tensor *t);
 
 /* A step tensor of the given shape (data uninitialized), or NULL. */
 vikt_tensor *vikt__step_tensor(vikt_model *m, const char *opname, int rank,

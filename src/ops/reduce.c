@@ -43,7 +43,9 @@ static int reduce_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *i
 static void extents(const vikt_tensor *a, const vikt__args *args, int64_t *outer, int64_t *len,
                     int64_t *inner) {
     if (args->i[2] == 0) {
-        *outer = 1, *len = a->numel, *inner = 1;
+        *outer = 1;
+        *len = a->numel;
+        *inner = 1;
         return;
     }
     int axis = (int)args->i[0];
