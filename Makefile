@@ -30,7 +30,7 @@ VIKT_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(CFLA
 TEST_CFLAGS := -std=c11 $(WARN) -Iinclude -Itest $(CFLAGS)
 TEST_LIBS := -lcmocka -lm
 
-SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c)
+SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c src/layers/*.c)
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard test/test_*.c)
 TESTS := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
@@ -40,7 +40,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-valgrind run-tests docs install uninstall clean
+        check-asan check-valgrind run-tests docs install uninstall check-install clean
 
 all: $(LIB)
 
@@ -136,6 +136,11 @@ install: $(LIB)
 uninstall:
 	rm -f $(DESTDIR)$(includedir)/vikt.h $(DESTDIR)$(libdir)/libvikt.a \
 	      $(DESTDIR)$(libdir)/pkgconfig/vikt.pc
+
+# Install into a temporary prefix and a DESTDIR stage, build a consumer with
+# pkg-config, uninstall; see tools/check-install.sh.
+check-install: $(LIB)
+	@MAKE="$(MAKE)" CC="$(CC)" sh tools/check-install.sh
 
 clean:
 	rm -rf build lib

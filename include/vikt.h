@@ -126,8 +126,8 @@ typedef enum vikt_status {
  */
 VIKT_API const char *vikt_strerror(int status);
 
-/** @brief Largest tensor rank. */
-enum { VIKT_MAX_RANK = 4 };
+/** @brief Limits. */
+enum { VIKT_MAX_RANK = 4 /**< Largest tensor rank. */ };
 
 /** @brief The model: allocator, parameters, tape, arena, RNG, sticky error. */
 typedef struct vikt_model vikt_model;
@@ -154,7 +154,8 @@ typedef void (*vikt_free_fn)(void *ud, void *ptr, size_t size);
 
 /**
  * @brief A caller-chosen allocator (Lua's lua_Alloc shape). Passed by pointer
- *        and copied; the struct need not outlive the call.
+ *        and copied; the struct need not outlive the call, but the hooks and
+ *        @c ud must stay valid until vikt_model_destroy() returns.
  */
 typedef struct vikt_allocator {
     vikt_alloc_fn alloc; /**< Allocate aligned memory. */
@@ -176,9 +177,10 @@ VIKT_API int vikt_model_create(const vikt_allocator *allocator, uint64_t seed,
                                vikt_model **out);
 
 /**
- * @brief Destroy a model and every tensor and optimizer made from it.
+ * @brief Destroy a model and every tensor made from it.
  *
- * Optimizers must still be released with vikt_optimizer_destroy() first.
+ * Optimizers are not destroyed here: release each with
+ * vikt_optimizer_destroy() first (afterwards it would use the freed model).
  * @param[in] m The model, or NULL (nothing happens).
  */
 VIKT_API void vikt_model_destroy(vikt_model *m);
@@ -494,7 +496,10 @@ typedef enum vikt_init {
     VIKT_INIT_XAVIER_UNIFORM = 2, /**< U(±sqrt(6/(fan_in+fan_out))); rank >= 2. */
     VIKT_INIT_XAVIER_NORMAL = 3,  /**< N(0, 2/(fan_in+fan_out)); rank >= 2. */
     VIKT_INIT_KAIMING_UNIFORM = 4,/**< U(±sqrt(6/fan_in)) (ReLU gain); rank >= 2. */
-    VIKT_INIT_KAIMING_NORMAL = 5  /**< N(0, 2/fan_in) (ReLU gain); rank >= 2. */
+    VIKT_INIT_KAIMING_NORMAL = 5, /**< N(0, 2/fan_in) (ReLU gain); rank >= 2. */
+    VIKT_INIT_ORTHOGONAL = 6      /**< A (semi-)orthogonal matrix from the QR of a
+                                       normal one, rows × (product of the rest), as
+                                       torch.nn.init.orthogonal_; rank >= 2. */
 } vikt_init;
 
 /**
@@ -544,6 +549,79 @@ VIKT_API vikt_tensor *vikt_param_at(vikt_model *m, int64_t i);
  * @return The count, or -1 for NULL.
  */
 VIKT_API int64_t vikt_model_num_params(const vikt_model *m);
+
+/**
+ * @brief Find or create a named buffer: persistent state that is saved with
+ *        the parameters but not trained (running statistics of batch norm).
+ *
+ * Buffers never require a gradient and are not counted as parameters. Names
+ * are shared with parameters: a name cannot be both.
+ * @param[in] m     The model.
+ * @param[in] name  A non-empty name such as "bn1.running_mean" (copied).
+ * @param[in] rank  0 to ::VIKT_MAX_RANK.
+ * @param[in] shape @p rank sizes.
+ * @param[in] value Every element's value when the buffer is created.
+ * @return The buffer (owned by the model), or NULL.
+ */
+VIKT_API vikt_tensor *vikt_buffer(vikt_model *m, const char *name, int rank,
+                                  const int64_t *shape, float value);
+
+/**
+ * @brief Look a buffer up by name.
+ * @param[in] m    The model.
+ * @param[in] name The name.
+ * @return The buffer, or NULL when there is none (no error is recorded).
+ */
+VIKT_API vikt_tensor *vikt_buffer_find(vikt_model *m, const char *name);
+
+/**
+ * @brief Number of buffers, in creation order.
+ * @param[in] m The model.
+ * @return The count, or -1 for NULL.
+ */
+VIKT_API int64_t vikt_buffer_count(const vikt_model *m);
+
+/**
+ * @brief The i-th buffer in creation order.
+ * @param[in] m The model.
+ * @param[in] i 0 to vikt_buffer_count()-1.
+ * @return The buffer, or NULL when out of range.
+ */
+VIKT_API vikt_tensor *vikt_buffer_at(vikt_model *m, int64_t i);
+
+/**
+ * @brief Number of scalar parameters that require a gradient (not frozen).
+ * @param[in] m The model.
+ * @return The count, or -1 for NULL.
+ */
+VIKT_API int64_t vikt_model_num_trainable(const vikt_model *m);
+
+/**
+ * @brief Freeze or unfreeze parameters by name or module prefix.
+ *
+ * @p pattern matches a parameter whose name equals it, or begins with it
+ * followed by '.', so "fc1" matches "fc1.weight" and "fc1.bias" but not
+ * "fc10.weight"; "" matches every parameter. A frozen parameter gets no
+ * gradient and optimizers leave it unchanged.
+ * @param[in] m       The model.
+ * @param[in] pattern A name or prefix.
+ * @param[in] frozen  Non-zero to freeze, zero to unfreeze.
+ * @return The number of parameters matched (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_NOT_FOUND (none matched) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_param_freeze(vikt_model *m, const char *pattern, int frozen);
+
+/**
+ * @brief Write a table of the parameters: name, shape, count, trainable, and
+ *        the totals, like snprintf.
+ * @param[in]  m    The model.
+ * @param[out] buf  Receives at most @p size bytes, NUL-terminated; may be NULL
+ *                  when @p size is 0.
+ * @param[in]  size Capacity of @p buf.
+ * @return The length of the whole table (excluding the NUL; it was truncated
+ *         if this is >= @p size), or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_model_summary(const vikt_model *m, char *buf, size_t size);
 
 /* -------------------------------------------------------------------- ops */
 
@@ -632,7 +710,7 @@ VIKT_API vikt_tensor *vikt_reshape(vikt_model *m, vikt_tensor *a, int rank,
 /**
  * @brief Join tensors along an axis; all other dimensions must agree.
  * @param[in] m      The model.
- * @param[in] n      Number of tensors, 1 to 16.
+ * @param[in] n      Number of tensors, >= 1.
  * @param[in] inputs @p n tensors of one rank (>= 1).
  * @param[in] axis   The axis; negative counts from the end.
  * @return A step tensor, or NULL.
@@ -824,11 +902,361 @@ VIKT_API vikt_tensor *vikt_cross_entropy_loss(vikt_model *m, vikt_tensor *logits
 VIKT_API vikt_tensor *vikt_hinge_loss(vikt_model *m, vikt_tensor *scores,
                                       vikt_tensor *target);
 
+/* ------------------------------------------------------ ops for layers */
+
+/**
+ * @brief Reorder dimensions: output dimension i is input dimension perm[i]
+ *        (a copy, like torch.permute followed by contiguous).
+ * @param[in] m    The model.
+ * @param[in] a    The tensor.
+ * @param[in] perm rank(a) distinct axes 0..rank-1.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_permute(vikt_model *m, vikt_tensor *a, const int *perm);
+
+/**
+ * @brief Rows of a by index: out[i] = a[index[i]] along axis 0.
+ * @param[in] m     The model.
+ * @param[in] a     [R, ...] (rank >= 1).
+ * @param[in] index @p n row numbers, each 0 <= index[i] < R (copied).
+ * @param[in] n     Number of rows to take, >= 0.
+ * @return [n, ...], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_gather_rows(vikt_model *m, vikt_tensor *a, const int32_t *index,
+                                       int64_t n);
+
+/**
+ * @brief Sum rows into place: out = zeros [rows, ...] with out[index[i]] += src[i]
+ *        (torch.index_add along axis 0); the inverse of vikt_gather_rows().
+ * @param[in] m     The model.
+ * @param[in] src   [n, ...] (rank >= 1).
+ * @param[in] index n row numbers, each 0 <= index[i] < @p rows (copied).
+ * @param[in] rows  Number of output rows, >= 0.
+ * @return [rows, ...], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_scatter_rows(vikt_model *m, vikt_tensor *src, const int32_t *index,
+                                        int64_t rows);
+
+/**
+ * @brief Causal mask over the last two dimensions [T, T]: elements above the
+ *        diagonal (key j > query i) become −∞ and get no gradient.
+ * @param[in] m      The model.
+ * @param[in] scores Attention scores, rank >= 2, last two dimensions equal.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_causal_mask(vikt_model *m, vikt_tensor *scores);
+
+/**
+ * @brief 2-D max pooling over [N, C, H, W] without padding; the gradient goes
+ *        to the first maximum of each window.
+ * @param[in] m      The model.
+ * @param[in] x      [N, C, H, W].
+ * @param[in] kernel Window size, >= 1.
+ * @param[in] stride Step, >= 1; 0 means @p kernel.
+ * @return [N, C, (H−kernel)/stride+1, (W−kernel)/stride+1], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_max_pool2d(vikt_model *m, vikt_tensor *x, int64_t kernel,
+                                      int64_t stride);
+
+/**
+ * @brief 2-D average pooling over [N, C, H, W] without padding.
+ * @param[in] m      The model.
+ * @param[in] x      [N, C, H, W].
+ * @param[in] kernel Window size, >= 1.
+ * @param[in] stride Step, >= 1; 0 means @p kernel.
+ * @return [N, C, (H−kernel)/stride+1, (W−kernel)/stride+1], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_avg_pool2d(vikt_model *m, vikt_tensor *x, int64_t kernel,
+                                      int64_t stride);
+
+/**
+ * @brief Keep the first dimension and merge the rest: [N, ...] → [N, rest].
+ * @param[in] m The model.
+ * @param[in] x A tensor of rank >= 1.
+ * @return A step tensor, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_flatten(vikt_model *m, vikt_tensor *x);
+
+/* ----------------------------------------------------------------- layers */
+
+/*
+ * Layers own named parameters "<name>.<parameter>", created on the first call
+ * with PyTorch's default initialization and found by name on later calls. A
+ * parameter created beforehand with vikt_param() (any initializer) is used as
+ * it is. Shapes and names follow torch.nn, so state can be exchanged.
+ */
+
+/**
+ * @brief Dense (linear) layer: y = x·Wᵀ + b.
+ *
+ * Parameters: "<name>.weight" [out, in] and "<name>.bias" [out], both
+ * U(−1/√in, 1/√in) (torch.nn.Linear).
+ * @param[in] m            The model.
+ * @param[in] name         Layer name, e.g. "fc1".
+ * @param[in] x            [..., in], rank 1 to 3.
+ * @param[in] out_features Output width, >= 1.
+ * @return [..., out], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x,
+                                 int64_t out_features);
+
+/**
+ * @brief 2-D convolution over NCHW input (cross-correlation, as torch.nn.Conv2d):
+ *        y[n,o] = b[o] + Σ_c W[o,c] ⋆ x[n,c] with the given stride, zero
+ *        padding and dilation (the same along both axes).
+ *
+ * Parameters: "<name>.weight" [out, in, k, k] and "<name>.bias" [out], both
+ * U(−1/√(in·k·k), 1/√(in·k·k)).
+ * @param[in] m            The model.
+ * @param[in] name         Layer name.
+ * @param[in] x            [N, C, H, W].
+ * @param[in] out_channels Output channels, >= 1.
+ * @param[in] kernel       Kernel size k, >= 1.
+ * @param[in] stride       Stride, >= 1.
+ * @param[in] padding      Zero padding on each side, >= 0.
+ * @param[in] dilation     Dilation, >= 1.
+ * @return [N, out, H', W'] with H' = (H + 2·padding − dilation·(k−1) − 1)/stride + 1,
+ *         or NULL.
+ */
+VIKT_API vikt_tensor *vikt_conv2d(vikt_model *m, const char *name, vikt_tensor *x,
+                                  int64_t out_channels, int64_t kernel, int64_t stride,
+                                  int64_t padding, int64_t dilation);
+
+/**
+ * @brief Embedding lookup: out[..., :] = W[id].
+ *
+ * Parameter: "<name>.weight" [num_embeddings, dim], N(0, 1) (torch.nn.Embedding).
+ * @param[in] m              The model.
+ * @param[in] name           Layer name.
+ * @param[in] ids            Token ids, each 0 <= id < num_embeddings (copied).
+ * @param[in] rank           Rank of the id array, 0 to 3.
+ * @param[in] shape          @p rank sizes of the id array.
+ * @param[in] num_embeddings Vocabulary size, >= 1.
+ * @param[in] dim            Embedding width, >= 1.
+ * @return [shape..., dim], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_embedding(vikt_model *m, const char *name, const int32_t *ids,
+                                     int rank, const int64_t *shape, int64_t num_embeddings,
+                                     int64_t dim);
+
+/**
+ * @brief Layer normalization over the last dimension:
+ *        y = (x − mean)/√(var + eps)·γ + β, var biased.
+ *
+ * Parameters: "<name>.weight" (γ, ones) and "<name>.bias" (β, zeros), [D].
+ * @param[in] m    The model.
+ * @param[in] name Layer name.
+ * @param[in] x    [..., D], rank >= 1.
+ * @param[in] eps  Added to the variance, > 0 (PyTorch's default is 1e-5).
+ * @return A step tensor of x's shape, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_layer_norm(vikt_model *m, const char *name, vikt_tensor *x,
+                                      float eps);
+
+/**
+ * @brief Batch normalization over [N, C] or [N, C, H, W], per channel C.
+ *
+ * Training mode normalizes with the batch mean and biased variance and
+ * updates the running statistics: r ← (1 − momentum)·r + momentum·s, with the
+ * unbiased variance for "running_var". Evaluation mode (vikt_set_training())
+ * normalizes with the running statistics. Parameters "<name>.weight" (ones)
+ * and "<name>.bias" (zeros), buffers "<name>.running_mean" (zeros) and
+ * "<name>.running_var" (ones), all [C].
+ * @param[in] m        The model.
+ * @param[in] name     Layer name.
+ * @param[in] x        [N, C] or [N, C, H, W]; training needs more than one
+ *                     value per channel.
+ * @param[in] momentum Running-statistics factor in [0, 1] (PyTorch: 0.1).
+ * @param[in] eps      Added to the variance, > 0 (PyTorch: 1e-5).
+ * @return A step tensor of x's shape, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_batch_norm(vikt_model *m, const char *name, vikt_tensor *x,
+                                      float momentum, float eps);
+
+/**
+ * @brief LSTM over a batch-first sequence (torch.nn.LSTM, one layer):
+ *        i,f,g,o = σ,σ,tanh,σ(W_ih·x_t + b_ih + W_hh·h + b_hh) split in that
+ *        order; c ← f⊙c + i⊙g; h ← o⊙tanh(c).
+ *
+ * Parameters: "<name>.weight_ih_l0" [4H, I], "<name>.weight_hh_l0" [4H, H],
+ * "<name>.bias_ih_l0" and "<name>.bias_hh_l0" [4H], all U(−1/√H, 1/√H).
+ * @param[in]  m      The model.
+ * @param[in]  name   Layer name.
+ * @param[in]  x      [N, T, I], T >= 1.
+ * @param[in]  hidden H, >= 1.
+ * @param[in]  h0     Initial hidden state [N, H], or NULL for zeros.
+ * @param[in]  c0     Initial cell state [N, H], or NULL for zeros.
+ * @param[out] h_n    Receives the last hidden state [N, H]; may be NULL.
+ * @param[out] c_n    Receives the last cell state [N, H]; may be NULL.
+ * @return Every step's hidden state [N, T, H], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_lstm(vikt_model *m, const char *name, vikt_tensor *x, int64_t hidden,
+                                vikt_tensor *h0, vikt_tensor *c0, vikt_tensor **h_n,
+                                vikt_tensor **c_n);
+
+/**
+ * @brief GRU over a batch-first sequence (torch.nn.GRU, one layer):
+ *        r = σ(W_ir·x + b_ir + W_hr·h + b_hr), z = σ(… z …),
+ *        n = tanh(W_in·x + b_in + r⊙(W_hn·h + b_hn)), h ← (1 − z)⊙n + z⊙h.
+ *
+ * Parameters: "<name>.weight_ih_l0" [3H, I], "<name>.weight_hh_l0" [3H, H],
+ * "<name>.bias_ih_l0" and "<name>.bias_hh_l0" [3H] (gate order r, z, n), all
+ * U(−1/√H, 1/√H).
+ * @param[in]  m      The model.
+ * @param[in]  name   Layer name.
+ * @param[in]  x      [N, T, I], T >= 1.
+ * @param[in]  hidden H, >= 1.
+ * @param[in]  h0     Initial hidden state [N, H], or NULL for zeros.
+ * @param[out] h_n    Receives the last hidden state [N, H]; may be NULL.
+ * @return Every step's hidden state [N, T, H], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_gru(vikt_model *m, const char *name, vikt_tensor *x, int64_t hidden,
+                               vikt_tensor *h0, vikt_tensor **h_n);
+
+/**
+ * @brief Multi-head self-attention: per head softmax(Q·Kᵀ/√d_head [+ causal
+ *        mask])·V, heads concatenated and projected.
+ *
+ * Parameters: dense layers "<name>.q", "<name>.k", "<name>.v" and
+ * "<name>.out", each [D, D] with bias.
+ * @param[in] m      The model.
+ * @param[in] name   Layer name, e.g. "block0.attn".
+ * @param[in] x      [N, T, D].
+ * @param[in] heads  Number of heads; divides D.
+ * @param[in] causal Non-zero to let position i attend only to j <= i.
+ * @return [N, T, D], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_attention(vikt_model *m, const char *name, vikt_tensor *x,
+                                     int64_t heads, int causal);
+
+/**
+ * @brief Pre-LN transformer block:
+ *        h = x + attention(layer_norm(x)); y = h + fc2(gelu(fc1(layer_norm(h)))).
+ *
+ * Sub-layers: "<name>.ln1", "<name>.attn", "<name>.ln2" (eps 1e-5),
+ * "<name>.mlp.fc1" (D → mlp_hidden) and "<name>.mlp.fc2" (mlp_hidden → D).
+ * @param[in] m          The model.
+ * @param[in] name       Block name, e.g. "block0".
+ * @param[in] x          [N, T, D].
+ * @param[in] heads      Attention heads; divides D.
+ * @param[in] mlp_hidden Width of the MLP, >= 1 (commonly 4·D).
+ * @param[in] causal     Non-zero for a causal (decoder) block.
+ * @return [N, T, D], or NULL.
+ */
+VIKT_API vikt_tensor *vikt_transformer_block(vikt_model *m, const char *name, vikt_tensor *x,
+                                             int64_t heads, int64_t mlp_hidden, int causal);
+
+/**
+ * @brief Mixture of experts with a learned top-k router.
+ *
+ * Router probabilities p = softmax(x·W_rᵀ) over E experts; each token goes to
+ * its k most probable experts (only those are computed) and y = Σ g_e·expert_e(x),
+ * where g_e = p_e for k = 1 (Switch Transformer) and the top-2 probabilities
+ * renormalized to sum 1 for k = 2. Each expert is fc2(gelu(fc1(x))). The
+ * auxiliary load-balancing loss is E·Σ_e f_e·P_e with f_e the fraction of tokens
+ * whose first choice is e and P_e the mean router probability of e (Switch
+ * Transformer, Fedus et al. 2021); add it, scaled (e.g. by 0.01), to the loss.
+ * Parameters: "<name>.router.weight" [E, D] and dense layers
+ * "<name>.experts.<e>.fc1" (D → hidden) and "<name>.experts.<e>.fc2" (hidden → D).
+ * @param[in]  m        The model.
+ * @param[in]  name     Layer name.
+ * @param[in]  x        [..., D], tokens along the leading dimensions.
+ * @param[in]  experts  E, >= 1.
+ * @param[in]  hidden   Width of each expert's MLP, >= 1.
+ * @param[in]  top_k    1 or 2 (at most E).
+ * @param[out] aux_loss Receives the auxiliary loss (rank 0); may be NULL.
+ * @return A step tensor of x's shape, or NULL.
+ */
+VIKT_API vikt_tensor *vikt_moe(vikt_model *m, const char *name, vikt_tensor *x, int64_t experts,
+                               int64_t hidden, int top_k, vikt_tensor **aux_loss);
+
 /* ------------------------------------------------------------- optimizers */
 
 /**
- * @brief Plain stochastic gradient descent: p ← p − lr·∇p for every parameter
- *        that requires a gradient.
+ * @brief Update rules, as torch.optim defines them (g is the gradient plus
+ *        weight_decay·p where the rule couples weight decay; t the step).
+ *
+ * Each optimizer updates every parameter of its model that requires a
+ * gradient, in place, keeping per-parameter state created on its first step.
+ */
+typedef enum vikt_optim_kind {
+    /** b ← μ·b + (1−τ)·g (b = g at t = 1); g ← g + μ·b if Nesterov else b;
+     *  p ← p − lr·g. Defaults: lr 0.01, μ 0, τ 0. */
+    VIKT_OPTIM_SGD = 0,
+    /** s ← s + g²; p ← p − lr/(1 + (t−1)·lr_decay) · g/(√s + ε).
+     *  Defaults: lr 0.01, ε 1e-10, initial accumulator 0. */
+    VIKT_OPTIM_ADAGRAD = 1,
+    /** v ← α·v + (1−α)·g²; centered: ḡ ← α·ḡ + (1−α)·g, v' = v − ḡ²;
+     *  momentum: b ← μ·b + g/(√v' + ε), p ← p − lr·b; else p ← p − lr·g/(√v' + ε).
+     *  Defaults: lr 0.01, α 0.99, ε 1e-8. */
+    VIKT_OPTIM_RMSPROP = 2,
+    /** m ← β₁·m + (1−β₁)·g; v ← β₂·v + (1−β₂)·g²; amsgrad: v̂ ← max(v̂, v);
+     *  p ← p − lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε). Defaults: lr 0.001,
+     *  β 0.9/0.999, ε 1e-8. */
+    VIKT_OPTIM_ADAM = 3,
+    /** Adam with decoupled weight decay: p ← p·(1 − lr·weight_decay) before the
+     *  Adam update, g not coupled. Defaults as Adam, weight decay 0.01. */
+    VIKT_OPTIM_ADAMW = 4
+} vikt_optim_kind;
+
+/** @brief Learning-rate schedules; the position advances once per
+ *         vikt_optimizer_step() (not per epoch). */
+typedef enum vikt_schedule {
+    VIKT_SCHEDULE_CONSTANT = 0,    /**< lr(t) = lr. */
+    VIKT_SCHEDULE_STEP = 1,        /**< lr·γ^⌊t/step_size⌋. */
+    VIKT_SCHEDULE_EXPONENTIAL = 2, /**< lr·γᵗ. */
+    VIKT_SCHEDULE_COSINE = 3       /**< Linear warm-up from 0 over warmup_steps, then
+                                        η_min + (lr − η_min)·(1 + cos(π·t'/T))/2 with
+                                        t' = t − warmup_steps clamped to T = t_max. */
+} vikt_schedule;
+
+/** @brief Hyperparameters, set with vikt_optimizer_set() and read with
+ *         vikt_optimizer_get(). Setting one the rule does not use is
+ *         ::VIKT_ERR_ARG. */
+typedef enum vikt_optim_param {
+    VIKT_OPT_LR = 0,             /**< Base learning rate, finite, >= 0. */
+    VIKT_OPT_WEIGHT_DECAY = 1,   /**< L2 (coupled) or decoupled (AdamW), >= 0. */
+    VIKT_OPT_MOMENTUM = 2,       /**< SGD, RMSProp: μ in [0, 1). */
+    VIKT_OPT_DAMPENING = 3,      /**< SGD: τ in [0, 1]. */
+    VIKT_OPT_NESTEROV = 4,       /**< SGD: 0 or 1; needs momentum > 0, dampening 0. */
+    VIKT_OPT_BETA1 = 5,          /**< Adam(W): β₁ in [0, 1). */
+    VIKT_OPT_BETA2 = 6,          /**< Adam(W): β₂ in [0, 1). */
+    VIKT_OPT_EPS = 7,            /**< AdaGrad, RMSProp, Adam(W): ε > 0. */
+    VIKT_OPT_AMSGRAD = 8,        /**< Adam(W): 0 or 1. */
+    VIKT_OPT_ALPHA = 9,          /**< RMSProp smoothing α in [0, 1). */
+    VIKT_OPT_CENTERED = 10,      /**< RMSProp: 0 or 1. */
+    VIKT_OPT_LR_DECAY = 11,      /**< AdaGrad: >= 0. */
+    VIKT_OPT_INITIAL_ACCUMULATOR = 12, /**< AdaGrad: >= 0; before the first step only. */
+    VIKT_OPT_CLIP_NORM = 13,     /**< Scale gradients so their global L2 norm is at most
+                                      this (as clip_grad_norm_); 0 = off. */
+    VIKT_OPT_CLIP_VALUE = 14,    /**< Clamp each gradient to [−v, v]; 0 = off. */
+    VIKT_OPT_SKIP_NONFINITE = 15,/**< 1: a step whose gradients hold NaN or Inf changes
+                                      nothing (parameters bitwise unchanged, t not
+                                      advanced) and counts in ::VIKT_OPT_SKIPPED_STEPS. */
+    VIKT_OPT_SCHEDULE = 16,      /**< A ::vikt_schedule. */
+    VIKT_OPT_STEP_SIZE = 17,     /**< Step schedule: steps per decay, >= 1. */
+    VIKT_OPT_GAMMA = 18,         /**< Step and exponential schedules: factor in (0, 1]. */
+    VIKT_OPT_WARMUP_STEPS = 19,  /**< Cosine schedule: >= 0. */
+    VIKT_OPT_T_MAX = 20,         /**< Cosine schedule: steps after warm-up, >= 1. */
+    VIKT_OPT_ETA_MIN = 21,       /**< Cosine schedule: final learning rate, >= 0. */
+    VIKT_OPT_STEP = 22,          /**< Read-only: steps taken (the schedule position). */
+    VIKT_OPT_CURRENT_LR = 23,    /**< Read-only: the learning rate the next step uses. */
+    VIKT_OPT_SKIPPED_STEPS = 24  /**< Read-only: steps skipped for non-finite gradients. */
+} vikt_optim_param;
+
+/**
+ * @brief Create an optimizer with the rule's default hyperparameters.
+ * @param[in]  m    The model whose parameters it updates.
+ * @param[in]  kind A ::vikt_optim_kind.
+ * @param[in]  lr   Learning rate, finite and >= 0.
+ * @param[out] out  Receives the optimizer; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_optimizer_create(vikt_model *m, vikt_optim_kind kind, float lr,
+                                   vikt_optimizer **out);
+
+/**
+ * @brief Plain SGD: vikt_optimizer_create() with ::VIKT_OPTIM_SGD.
  * @param[in]  m   The model whose parameters are updated.
  * @param[in]  lr  Learning rate, >= 0 and finite.
  * @param[out] out Receives the optimizer; NULL on failure.
@@ -837,16 +1265,48 @@ VIKT_API vikt_tensor *vikt_hinge_loss(vikt_model *m, vikt_tensor *scores,
 VIKT_API int vikt_sgd_create(vikt_model *m, float lr, vikt_optimizer **out);
 
 /**
- * @brief Apply one update to every trainable parameter of the model. Does
- *        not zero the gradients.
+ * @brief Adam: vikt_optimizer_create() with ::VIKT_OPTIM_ADAM.
+ * @param[in]  m   The model whose parameters are updated.
+ * @param[in]  lr  Learning rate, >= 0 and finite.
+ * @param[out] out Receives the optimizer; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_adam_create(vikt_model *m, float lr, vikt_optimizer **out);
+
+/**
+ * @brief Set a hyperparameter; the value is validated first.
+ * @param[in,out] opt   The optimizer.
+ * @param[in]     param A ::vikt_optim_param that is not read-only.
+ * @param[in]     value The value (flags and counts as whole numbers).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (out of range, not used
+ *         by this rule, or read-only); on error nothing changes.
+ */
+VIKT_API int vikt_optimizer_set(vikt_optimizer *opt, vikt_optim_param param, double value);
+
+/**
+ * @brief Read a hyperparameter or a read-only counter.
+ * @param[in]  opt   The optimizer.
+ * @param[in]  param A ::vikt_optim_param.
+ * @param[out] value Receives the value.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (unknown).
+ */
+VIKT_API int vikt_optimizer_get(const vikt_optimizer *opt, vikt_optim_param param,
+                                double *value);
+
+/**
+ * @brief Apply one update to every trainable parameter of the model, after
+ *        clipping (which changes the gradients in place, as PyTorch does).
+ *        Does not zero the gradients. The first step allocates the state;
+ *        later steps allocate nothing unless parameters were added.
  * @param[in] opt The optimizer.
- * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_STATE (the model holds an
- *         error; nothing is updated).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOMEM or ::VIKT_ERR_STATE (the
+ *         model holds an error; nothing is updated).
  */
 VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
 
 /**
- * @brief Destroy an optimizer.
+ * @brief Destroy an optimizer and its state. Call it before destroying the
+ *        model.
  * @param[in] opt The optimizer, or NULL (nothing happens).
  */
 VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);

@@ -28,6 +28,7 @@ void vikt_model_destroy(vikt_model *m) {
     if (!m) return;
     while (m->owned) vikt__tensor_release(m->owned);
     vikt__free(m, m->params, (size_t)m->params_cap * sizeof *m->params);
+    vikt__free(m, m->buffers, (size_t)m->buffers_cap * sizeof *m->buffers);
     vikt__arena_release(m, &m->arena);
     vikt_allocator a = m->allocator;
     a.free(a.ud, m, sizeof *m);

@@ -6,11 +6,24 @@
 #include <stdio.h>
 #include <string.h>
 
-vikt_tensor *vikt_param_find(vikt_model *m, const char *name) {
-    if (!m || !name) return NULL;
-    for (int64_t i = 0; i < m->nparams; i++)
-        if (strcmp(m->params[i]->name, name) == 0) return m->params[i];
+static vikt_tensor *find_in(vikt_tensor *const *list, int64_t n, const char *name) {
+    for (int64_t i = 0; i < n; i++)
+        if (strcmp(list[i]->name, name) == 0) return list[i];
     return NULL;
+}
+
+vikt_tensor *vikt_param_find(vikt_model *m, const char *name) {
+    return m && name ? find_in(m->params, m->nparams, name) : NULL;
+}
+
+vikt_tensor *vikt_buffer_find(vikt_model *m, const char *name) {
+    return m && name ? find_in(m->buffers, m->nbuffers, name) : NULL;
+}
+
+int64_t vikt_buffer_count(const vikt_model *m) { return m ? m->nbuffers : -1; }
+
+vikt_tensor *vikt_buffer_at(vikt_model *m, int64_t i) {
+    return m && i >= 0 && i < m->nbuffers ? m->buffers[i] : NULL;
 }
 
 int64_t vikt_param_count(const vikt_model *m) { return m ? m->nparams : -1; }
@@ -104,35 +117,60 @@ static int check_init(vikt_model *m, const char *name, int rank, const int64_t *
     if (init >= VIKT_INIT_XAVIER_UNIFORM) {
         int empty = rank < 2 || shape[0] == 0;
         for (int i = 1; i < rank; i++) empty |= shape[i] == 0;
-        if (empty)
+        if (empty) {
+            char dims[VIKT__SHAPE_STR];
             return vikt__fail(m, VIKT_ERR_ARG,
-                              "vikt_param: '%s' needs rank >= 2 and no empty dimension for a "
-                              "fan-based initializer",
-                              name);
+                              "vikt_param: '%s' is %s; a fan-based initializer needs rank >= 2 "
+                              "and no empty dimension",
+                              name, vikt__dims_str(rank, shape, dims));
+        }
     }
     return VIKT_OK;
 }
 
-static int registry_push(vikt_model *m, vikt_tensor *t) {
-    if (m->nparams == m->params_cap) {
-        int64_t cap = m->params_cap ? m->params_cap * 2 : 16;
-        vikt_tensor **grown = vikt__alloc(m, (size_t)cap * sizeof *grown);
+/* Append to a growable list of tensors (doubling, through the allocator). */
+static int list_push(vikt_model *m, vikt_tensor ***list, int64_t *n, int64_t *cap,
+                     vikt_tensor *t) {
+    if (*n == *cap) {
+        int64_t grown_cap = *cap ? *cap * 2 : 16;
+        vikt_tensor **grown = vikt__alloc(m, (size_t)grown_cap * sizeof *grown);
         if (!grown) return VIKT_ERR_NOMEM;
-        if (m->nparams) memcpy(grown, m->params, (size_t)m->nparams * sizeof *grown);
-        vikt__free(m, m->params, (size_t)m->params_cap * sizeof *m->params);
-        m->params = grown;
-        m->params_cap = cap;
+        if (*n) memcpy(grown, *list, (size_t)*n * sizeof *grown);
+        vikt__free(m, *list, (size_t)*cap * sizeof **list);
+        *list = grown;
+        *cap = grown_cap;
     }
-    m->params[m->nparams++] = t;
+    (*list)[(*n)++] = t;
     return VIKT_OK;
 }
 
-static vikt_tensor *existing(vikt_model *m, vikt_tensor *t, int rank, const int64_t *shape) {
+/* A persistent tensor with a copy of name, appended to a list; NULL on OOM
+ * (error recorded, nothing left behind). */
+static vikt_tensor *named_tensor(vikt_model *m, const char *opname, const char *name, int rank,
+                                 const int64_t *shape, int requires_grad, vikt_tensor ***list,
+                                 int64_t *n, int64_t *cap) {
+    vikt_tensor *t = vikt__persistent_tensor(m, opname, rank, shape, requires_grad);
+    if (!t) return NULL;
+    size_t len = strlen(name) + 1;
+    t->name = vikt__alloc(m, len);
+    /* Copy before anything can fail: vikt__tensor_release frees the name
+     * with strlen(name) + 1 bytes, so it must hold the string by then. */
+    if (t->name) memcpy(t->name, name, len);
+    if (!t->name || list_push(m, list, n, cap, t)) {
+        vikt__tensor_release(t);
+        vikt__fail(m, VIKT_ERR_NOMEM, "%s: out of memory registering '%s'", opname, name);
+        return NULL;
+    }
+    return t;
+}
+
+static vikt_tensor *existing(vikt_model *m, const char *opname, vikt_tensor *t, int rank,
+                             const int64_t *shape) {
     int same = t->rank == rank;
     for (int i = 0; same && i < rank; i++) same = t->shape[i] == shape[i];
     if (same) return t;
     char have[VIKT__SHAPE_STR], want[VIKT__SHAPE_STR];
-    vikt__fail(m, VIKT_ERR_SHAPE, "vikt_param: '%s' exists as %s, asked for %s", t->name,
+    vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' exists as %s, asked for %s", opname, t->name,
                vikt__shape_str(t, have), vikt__dims_str(rank, shape, want));
     return NULL;
 }
@@ -141,31 +179,53 @@ vikt_tensor *vikt_param(vikt_model *m, const char *name, int rank, const int64_t
                         vikt_init init) {
     if (!m) return NULL;
     if (!name || !name[0]) {
-        vikt__fail(m, VIKT_ERR_ARG, "vikt_param: the name is NULL or empty");
+        vikt__fail(m, name ? VIKT_ERR_ARG : VIKT_ERR_NULL, "vikt_param: the name is %s",
+                   name ? "empty" : "NULL");
         return NULL;
     }
     int64_t numel;
     if (vikt__check_shape(m, "vikt_param", rank, shape, &numel)) return NULL;
     vikt_tensor *found = vikt_param_find(m, name);
-    if (found) return existing(m, found, rank, shape);
-    if (check_init(m, name, rank, shape, init)) return NULL;
-
-    vikt_tensor *t = vikt__persistent_tensor(m, "vikt_param", rank, shape, 1);
-    if (!t) return NULL;
-    size_t len = strlen(name) + 1;
-    t->name = vikt__alloc(m, len);
-    if (!t->name || registry_push(m, t)) {
-        vikt__tensor_release(t);
-        vikt__fail(m, VIKT_ERR_NOMEM, "vikt_param: out of memory registering '%s'", name);
+    if (found) return existing(m, "vikt_param", found, rank, shape);
+    if (vikt_buffer_find(m, name)) {
+        vikt__fail(m, VIKT_ERR_ARG, "vikt_param: '%s' is already a buffer", name);
         return NULL;
     }
-    memcpy(t->name, name, len);
+    if (check_init(m, name, rank, shape, init)) return NULL;
+
+    vikt_tensor *t = named_tensor(m, "vikt_param", name, rank, shape, 1, &m->params, &m->nparams,
+                                  &m->params_cap);
+    if (!t) return NULL;
     t->storage = VIKT__PARAM;
     if (initialize(m, t, init)) {
         m->nparams--;
         vikt__tensor_release(t);
         return NULL;
     }
+    return t;
+}
+
+vikt_tensor *vikt_buffer(vikt_model *m, const char *name, int rank, const int64_t *shape,
+                         float value) {
+    if (!m) return NULL;
+    if (!name || !name[0]) {
+        vikt__fail(m, name ? VIKT_ERR_ARG : VIKT_ERR_NULL, "vikt_buffer: the name is %s",
+                   name ? "empty" : "NULL");
+        return NULL;
+    }
+    int64_t numel;
+    if (vikt__check_shape(m, "vikt_buffer", rank, shape, &numel)) return NULL;
+    vikt_tensor *found = vikt_buffer_find(m, name);
+    if (found) return existing(m, "vikt_buffer", found, rank, shape);
+    if (vikt_param_find(m, name)) {
+        vikt__fail(m, VIKT_ERR_ARG, "vikt_buffer: '%s' is already a parameter", name);
+        return NULL;
+    }
+    vikt_tensor *t = named_tensor(m, "vikt_buffer", name, rank, shape, 0, &m->buffers,
+                                  &m->nbuffers, &m->buffers_cap);
+    if (!t) return NULL;
+    t->storage = VIKT__BUFFER;
+    vikt_tensor_fill(t, value);
     return t;
 }
 

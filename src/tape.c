@@ -37,17 +37,20 @@ vikt_tensor *vikt__apply(vikt_model *m, const vikt__op *op, vikt_tensor *const *
 
     vikt_tensor *out = vikt__step_tensor(m, op->name, rank, shape);
     vikt__record *rec = out && needs_grad ? vikt__arena_alloc(m, sizeof *rec) : NULL;
-    if (!out || (needs_grad && !rec)) {
+    vikt_tensor **inputs = rec ? vikt__arena_alloc(m, (size_t)n * sizeof *inputs) : NULL;
+    if (!out || (needs_grad && !inputs)) {
         vikt__fail(m, VIKT_ERR_NOMEM, "%s: out of memory", op->name);
         return NULL;
     }
     if (op->forward(m, in, n, &args, out)) return NULL;
+    out->op_name = op->name;
     if (!needs_grad) return out;
 
     rec->op = op;
     rec->out = out;
     rec->n = n;
-    for (int i = 0; i < n; i++) rec->in[i] = in[i];
+    rec->in = inputs;
+    for (int i = 0; i < n; i++) inputs[i] = in[i];
     rec->args = args;
     rec->prev = m->tape;
     m->tape = rec;

@@ -124,8 +124,13 @@ int vikt_tensor_create(vikt_model *m, int rank, const int64_t *shape, const floa
     if (!out) return vikt__fail(m, VIKT_ERR_NULL, "vikt_tensor_create: out is NULL");
     *out = NULL;
     if (!m) return VIKT_ERR_NULL;
+    /* Check here so the code returned is this call's, not an earlier sticky
+     * error; after the check only memory can fail. */
+    int64_t numel;
+    int rc = vikt__check_shape(m, "vikt_tensor_create", rank, shape, &numel);
+    if (rc) return rc;
     vikt_tensor *t = vikt__persistent_tensor(m, "vikt_tensor_create", rank, shape, requires_grad);
-    if (!t) return m->errcode ? m->errcode : VIKT_ERR_NOMEM;
+    if (!t) return VIKT_ERR_NOMEM;
     if (data) memcpy(t->data, data, (size_t)t->numel * sizeof(float));
     *out = t;
     return VIKT_OK;
@@ -274,10 +279,12 @@ int vikt_tensor_requires_grad(const vikt_tensor *t) { return t ? t->requires_gra
 int vikt_tensor_set_requires_grad(vikt_tensor *t, int requires_grad) {
     if (!t) return VIKT_ERR_NULL;
     vikt_model *m = t->model;
-    if (t->producer)
+    /* Any op result, also one computed without recording (no-grad mode, or
+     * no input requiring a gradient). */
+    if (t->op_name)
         return vikt__fail(m, VIKT_ERR_STATE,
                           "vikt_tensor_set_requires_grad: the tensor is the result of %s, not a leaf",
-                          t->producer->op->name);
+                          t->op_name);
     if (requires_grad && !t->grad && t->storage != VIKT__STEP) {
         size_t bytes = (size_t)t->numel * sizeof(float);
         t->grad = vikt__alloc(m, bytes);

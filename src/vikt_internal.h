@@ -12,7 +12,6 @@
 
 #define VIKT__ALIGN 64
 #define VIKT__ERRMSG_MAX 256
-#define VIKT__MAX_INPUTS 16
 
 /* ------------------------------------------------------------- allocation */
 
@@ -55,7 +54,8 @@ float vikt__rng_normal(vikt__rng *r);  /* N(0, 1) */
 enum vikt__storage {
     VIKT__STEP = 0,       /* arena: until the next vikt_step_begin */
     VIKT__PERSISTENT = 1, /* allocator: vikt_tensor_create */
-    VIKT__PARAM = 2       /* allocator, named, in the model's registry */
+    VIKT__PARAM = 2,      /* allocator, named, in the model's parameter list */
+    VIKT__BUFFER = 3      /* allocator, named, in the buffer list (not trained) */
 };
 
 typedef struct vikt__record vikt__record;
@@ -70,6 +70,7 @@ struct vikt_tensor {
     int storage;       /* enum vikt__storage */
     int requires_grad;
     vikt__record *producer; /* the tape record that made it, or NULL (leaf) */
+    const char *op_name;    /* the op that computed it, recorded or not; NULL if none */
     char *name;        /* parameters only */
     /* Persistent tensors are on the model's list so destroy can free them. */
     vikt_tensor *owned_prev, *owned_next;
@@ -105,7 +106,7 @@ struct vikt__record {
     vikt_tensor *out;
     vikt__record *prev;
     int n;
-    vikt_tensor *in[VIKT__MAX_INPUTS];
+    vikt_tensor **in; /* n inputs, in the arena */
     vikt__args args;
 };
 
@@ -135,9 +136,12 @@ struct vikt_model {
     vikt__arena arena;
     vikt__record *tape; /* newest record */
     vikt_tensor *owned; /* every persistent tensor, parameters included */
-    vikt_tensor **params;
+    vikt_tensor **params; /* parameters in creation order */
     int64_t nparams;
     int64_t params_cap;
+    vikt_tensor **buffers; /* buffers (running statistics …) in creation order */
+    int64_t nbuffers;
+    int64_t buffers_cap;
     int grad_enabled;
     int training;
     int errcode;
@@ -174,8 +178,35 @@ static inline float vikt__sigmoid(float x) {
     return e / (1.0f + e);
 }
 
-/* log Σ exp(x_j) over n values, max-subtracted. */
-float vikt__logsumexp(const float *x, int64_t n);
+/* log Σ exp(x_j - max) over n values; *max receives max_j x_j. Callers form
+ * (x_j - max) - result rather than x_j - (max + result): for large logits
+ * the rounded sum max + result would lose the result's low bits. When the
+ * max is not finite the result is 0, so x_j - max gives what x_j - lse did. */
+float vikt__logsumexp(const float *x, int64_t n, float *max);
+
+/* ----------------------------------------------------------------- layers */
+
+#define VIKT__NAME_MAX 256
+
+/* How a layer fills a parameter it creates. */
+typedef enum vikt__fill {
+    VIKT__FILL_CONST = 0,   /* every element = a */
+    VIKT__FILL_UNIFORM = 1, /* U(-a, a) */
+    VIKT__FILL_NORMAL = 2   /* N(0, a²) */
+} vikt__fill;
+
+/* The parameter "<layer>.<suffix>": found, or created and filled. A layer's
+ * call site names the op for messages. NULL with the error recorded. */
+vikt_tensor *vikt__layer_param(vikt_model *m, const char *opname, const char *layer,
+                               const char *suffix, int rank, const int64_t *shape,
+                               vikt__fill fill, float a);
+
+/* "<layer>.<suffix>" into buf (VIKT__NAME_MAX bytes); VIKT_ERR_ARG if too long. */
+int vikt__sub_name(vikt_model *m, const char *opname, const char *layer, const char *suffix,
+                   char *buf);
+
+/* A layer's name argument must be a non-empty string. */
+int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_tensor *x);
 
 /* ------------------------------------------------------------------ gemm */
 

@@ -112,10 +112,19 @@ void vt_gradcheck(const char *what, int n, const vt_grad_input *inputs, vt_build
     vikt_model *m = vt_model(7);
     vikt_tensor *t[VT_MAX_INPUTS] = {0};
     assert_true(n >= 1 && n <= VT_MAX_INPUTS);
-    for (int k = 0; k < n; k++)
-        assert_int_equal(vikt_tensor_create(m, inputs[k].rank, inputs[k].shape, inputs[k].data,
-                                            inputs[k].requires_grad, &t[k]),
-                         VIKT_OK);
+    for (int k = 0; k < n; k++) {
+        if (inputs[k].param) {
+            t[k] = vikt_param(m, inputs[k].param, inputs[k].rank, inputs[k].shape, VIKT_INIT_ZEROS);
+            assert_non_null(t[k]);
+            assert_int_equal(vikt_tensor_copy_in(t[k], inputs[k].data, numel_of(&inputs[k])),
+                             VIKT_OK);
+            assert_int_equal(vikt_tensor_set_requires_grad(t[k], inputs[k].requires_grad), VIKT_OK);
+        } else {
+            assert_int_equal(vikt_tensor_create(m, inputs[k].rank, inputs[k].shape,
+                                                inputs[k].data, inputs[k].requires_grad, &t[k]),
+                             VIKT_OK);
+        }
+    }
 
     /* Analytic: backward of Σ out ⊙ R. */
     vikt_step_begin(m);

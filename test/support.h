@@ -41,7 +41,7 @@ void vt_fill_away_from_zero(float *x, int64_t n, uint32_t seed, float lo, float 
 
 /* ------------------------------------------------------ gradient checking */
 
-#define VT_MAX_INPUTS 4
+#define VT_MAX_INPUTS 8
 
 /* Builds the op under test from the inputs; returns its output. */
 typedef vikt_tensor *(*vt_build_fn)(vikt_model *m, vikt_tensor *const *in, void *ctx);
@@ -51,6 +51,8 @@ typedef struct vt_grad_input {
     int64_t shape[4];
     const float *data;   /* numel values */
     int requires_grad;   /* 0 for inputs held constant (targets, masks) */
+    const char *param;   /* non-NULL: create it as the parameter of this name
+                            (so a layer finds it) instead of a plain tensor */
 } vt_grad_input;
 
 /* Central differences in float64 (with Richardson extrapolation) against the

@@ -206,8 +206,11 @@ vikt_tensor *vikt_gelu(vikt_model *m, vikt_tensor *a) { return unary(m, &gelu_op
 static int dropout_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in, int n,
                          vikt__args *args, int64_t *shape, int *rank) {
     float p = args->f[0];
-    if (!(p >= 0.0f && p < 1.0f))
-        return vikt__fail(m, VIKT_ERR_ARG, "%s: p must be in [0, 1), got %g", op->name, (double)p);
+    if (!(p >= 0.0f && p < 1.0f)) {
+        char s[VIKT__SHAPE_STR];
+        return vikt__fail(m, VIKT_ERR_ARG, "%s: p must be in [0, 1), got %g (input %s)", op->name,
+                          (double)p, vikt__shape_str(in[0], s));
+    }
     return same_shape(m, op, in, n, args, shape, rank);
 }
 

@@ -95,9 +95,9 @@ static int ce_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args
     double total = 0;
     for (int64_t r = 0; r < N; r++) {
         const float *x = in[0]->data + r * C;
-        float lse = vikt__logsumexp(x, C);
-        for (int64_t j = 0; j < C; j++) probs[r * C + j] = expf(x[j] - lse);
-        total += (double)lse - x[labels[r]];
+        float mx, ls = vikt__logsumexp(x, C, &mx);
+        for (int64_t j = 0; j < C; j++) probs[r * C + j] = expf((x[j] - mx) - ls);
+        total += ((double)mx - x[labels[r]]) + ls;
     }
     out->data[0] = (float)(total / (double)N);
     args->saved = keep;

@@ -92,19 +92,19 @@ static int concat_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *i
 }
 
 /* Copy each input's [outer, dim_k*inner] block into its place in the output
- * rows, or (backward) add the output gradient's blocks back. */
-static void concat_blocks(vikt_tensor *const *in, int n, int axis, float *whole,
-                          float *const *parts, int backward) {
+ * rows, or (backward) add the output gradient's blocks into the inputs'. */
+static int concat_blocks(vikt_model *m, vikt_tensor *const *in, int n, int axis, float *whole,
+                         int backward) {
     int64_t outer = vikt__outer_size(in[0], axis), inner = vikt__inner_size(in[0], axis);
     int64_t row = 0;
     for (int k = 0; k < n; k++) row += in[k]->shape[axis] * inner;
     int64_t offset = 0;
     for (int k = 0; k < n; k++) {
         int64_t width = in[k]->shape[axis] * inner;
-        for (int64_t o = 0; o < outer; o++) {
-            float *w = whole + o * row + offset;
-            float *p = parts[k] ? parts[k] + o * width : NULL;
-            if (!p) continue;
+        float *part = backward ? vikt__grad(in[k]) : in[k]->data;
+        if (m->errcode) return m->errcode;
+        for (int64_t o = 0; part && o < outer; o++) {
+            float *w = whole + o * row + offset, *p = part + o * width;
             if (backward)
                 for (int64_t j = 0; j < width; j++) p[j] += w[j];
             else
@@ -112,33 +112,26 @@ static void concat_blocks(vikt_tensor *const *in, int n, int axis, float *whole,
         }
         offset += width;
     }
+    return VIKT_OK;
 }
 
 static int concat_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                       vikt_tensor *out) {
-    (void)m;
-    float *parts[VIKT__MAX_INPUTS];
-    for (int k = 0; k < n; k++) parts[k] = in[k]->data;
-    concat_blocks(in, n, (int)args->i[0], out->data, parts, 0);
-    return VIKT_OK;
+    return concat_blocks(m, in, n, (int)args->i[0], out->data, 0);
 }
 
 static int concat_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                       vikt_tensor *out) {
-    float *parts[VIKT__MAX_INPUTS];
-    for (int k = 0; k < n; k++) parts[k] = vikt__grad(in[k]);
-    if (m->errcode) return m->errcode;
-    concat_blocks(in, n, (int)args->i[0], out->grad, parts, 1);
-    return VIKT_OK;
+    return concat_blocks(m, in, n, (int)args->i[0], out->grad, 1);
 }
 
 static const vikt__op concat_op = {"vikt_concat", concat_shape, concat_fwd, concat_bwd};
 
 vikt_tensor *vikt_concat(vikt_model *m, int n, vikt_tensor *const *inputs, int axis) {
     if (!m) return NULL;
-    if (!inputs || n < 1 || n > VIKT__MAX_INPUTS) {
+    if (!inputs || n < 1) {
         vikt__fail(m, inputs ? VIKT_ERR_ARG : VIKT_ERR_NULL,
-                   "vikt_concat: needs 1 to %d inputs, got %d%s", VIKT__MAX_INPUTS, n,
+                   "vikt_concat: needs at least 1 input, got %d%s", n,
                    inputs ? "" : " (inputs is NULL)");
         return NULL;
     }

@@ -18,14 +18,15 @@ static int rows_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* log Σ exp(x_j), computed as max + log Σ exp(x_j - max). */
-float vikt__logsumexp(const float *x, int64_t n) {
+/* log Σ exp(x_j - max), the max returned through *max. */
+float vikt__logsumexp(const float *x, int64_t n, float *max) {
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    if (!isfinite(mx)) return mx;
+    *max = mx;
+    if (!isfinite(mx)) return 0.0f;
     double s = 0;
     for (int64_t j = 0; j < n; j++) s += exp((double)(x[j] - mx));
-    return mx + (float)log(s);
+    return (float)log(s);
 }
 
 static void row_extent(const vikt_tensor *t, int64_t *rows, int64_t *cols) {
@@ -40,8 +41,8 @@ static int log_softmax_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__a
     row_extent(in[0], &rows, &cols);
     for (int64_t r = 0; r < rows; r++) {
         const float *x = in[0]->data + r * cols;
-        float *y = out->data + r * cols, lse = vikt__logsumexp(x, cols);
-        for (int64_t j = 0; j < cols; j++) y[j] = x[j] - lse;
+        float *y = out->data + r * cols, mx, ls = vikt__logsumexp(x, cols, &mx);
+        for (int64_t j = 0; j < cols; j++) y[j] = (x[j] - mx) - ls;
     }
     return VIKT_OK;
 }

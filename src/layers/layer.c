@@ -1,0 +1,46 @@
+/* What every layer shares: composing parameter names and creating a layer's
+ * parameters with PyTorch's default initialization on first use. */
+#include "../vikt_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int vikt__sub_name(vikt_model *m, const char *opname, const char *layer, const char *suffix,
+                   char *buf) {
+    int n = snprintf(buf, VIKT__NAME_MAX, "%s.%s", layer, suffix);
+    if (n < 0 || n >= VIKT__NAME_MAX)
+        return vikt__fail(m, VIKT_ERR_ARG, "%s: the name '%s.%s' is longer than %d bytes", opname,
+                          layer, suffix, VIKT__NAME_MAX - 1);
+    return VIKT_OK;
+}
+
+int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_tensor *x) {
+    if (!name || !name[0])
+        return vikt__fail(m, VIKT_ERR_ARG, "%s: the layer name is NULL or empty", opname);
+    if (!x) return vikt__fail(m, VIKT_ERR_NULL, "%s: input is NULL", opname);
+    if (x->model != m)
+        return vikt__fail(m, VIKT_ERR_ARG, "%s: the input belongs to another model", opname);
+    return VIKT_OK;
+}
+
+vikt_tensor *vikt__layer_param(vikt_model *m, const char *opname, const char *layer,
+                               const char *suffix, int rank, const int64_t *shape,
+                               vikt__fill fill, float a) {
+    char name[VIKT__NAME_MAX];
+    if (vikt__sub_name(m, opname, layer, suffix, name)) return NULL;
+    int fresh = vikt_param_find(m, name) == NULL;
+    vikt_tensor *t = vikt_param(m, name, rank, shape, VIKT_INIT_ZEROS);
+    if (!t || !fresh) return t;
+    switch (fill) {
+    case VIKT__FILL_CONST:
+        vikt_tensor_fill(t, a);
+        break;
+    case VIKT__FILL_UNIFORM:
+        vikt_tensor_fill_uniform(t, -a, a);
+        break;
+    case VIKT__FILL_NORMAL:
+        vikt_tensor_fill_normal(t, 0.0f, a);
+        break;
+    }
+    return t;
+}
