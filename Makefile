@@ -4,6 +4,8 @@
 #   make demo       the main job: train two parameters, then an MLP on digits
 #   make check      the test suite (installs cmocka with apt-get when root)
 #   make check-asan the suite under AddressSanitizer + UBSan
+#   make check-neon the suite cross-compiled for aarch64, run under qemu
+#   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
 #   make docs       API docs with Doxygen; any warning fails
 #   make install    PREFIX/prefix, DESTDIR, libdir, includedir honoured
 
@@ -28,9 +30,24 @@ LIB := $(LIBOUT)/libvikt.a
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
 VIKT_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -Iinclude -Isrc $(CFLAGS)
 TEST_CFLAGS := -std=c11 $(WARN) -Iinclude -Itest $(CFLAGS)
-TEST_LIBS := -lcmocka -lm
+TEST_LIBS := -lcmocka -lm -pthread
 
-SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c src/layers/*.c)
+SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c src/layers/*.c src/io/*.c)
+
+# SIMD GEMM kernels: each file is built only for a target that can run it and
+# gets its instruction-set flags alone, so the rest stays baseline x86-64 /
+# armv8 and dispatch.c picks a kernel at run time.
+SIMD_SRCS := src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/gemm_neon.c
+TARGET_MACHINE := $(shell $(CC) -dumpmachine)
+ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
+SRCS := $(filter-out src/kernels/gemm_neon.c,$(SRCS))
+$(BUILD)/obj/src/kernels/gemm_avx2.o: ISA_CFLAGS := -mavx2 -mfma
+$(BUILD)/obj/src/kernels/gemm_avx512.o: ISA_CFLAGS := -mavx512f -mfma
+else ifneq ($(filter aarch64-% arm64-%,$(TARGET_MACHINE)),)
+SRCS := $(filter-out src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c,$(SRCS))
+else
+SRCS := $(filter-out $(SIMD_SRCS),$(SRCS))
+endif
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(wildcard test/test_*.c)
 TESTS := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
@@ -40,14 +57,14 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-valgrind run-tests docs install uninstall check-install clean
+        check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean
 
 all: $(LIB)
 
 # --- library: compile, pre-link into one object, hide internal symbols ------
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(VIKT_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(VIKT_CFLAGS) $(ISA_CFLAGS) -MMD -MP -c $< -o $@
 
 # `-r` merges every object into one, so calls between vikt files resolve now;
 # --localize-hidden then turns every hidden (non-VIKT_API) symbol local, and a
@@ -76,18 +93,36 @@ $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
+# test_gemm forces each kernel through internal entry points, so it links the
+# objects rather than the archive (where internal symbols are local).
+$(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+# Prints the GEMM kernel in use (VIKT_ISA=x print-isa says whether x is usable).
+$(BUILD)/tools/print-isa: tools/print-isa.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
+
 check-deps:
 	@sh tools/ensure-deps.sh
 
-run-tests: $(TESTS)
-	@sh tools/run-tests.sh $(TESTS)
+# The suite runs once per GEMM kernel the CPU can run (VIKT_ISA=scalar, avx2,
+# avx512 on x86-64; scalar, neon on aarch64); VIKT_TEST_WRAPPER (qemu,
+# valgrind) is put in front of every program.
+GEMM_ISAS := scalar avx2 avx512 neon
+run-tests: $(TESTS) $(BUILD)/tools/print-isa
+	@isas=$$(for i in $(GEMM_ISAS); do \
+	  [ "$$(VIKT_ISA=$$i $(VIKT_TEST_WRAPPER) $(BUILD)/tools/print-isa)" = $$i ] && printf '%s ' $$i; done); \
+	VIKT_TEST_WRAPPER="$(VIKT_TEST_WRAPPER)" VIKT_TEST_QUICK="$(VIKT_TEST_QUICK)" VIKT_TEST_ISAS="$$isas" \
+	  sh tools/run-tests.sh $(TESTS)
 
 check-header:
 	@sh tools/check-header.sh "$(CC)"
 
 check-ffi: $(LIB)
 	@if command -v $(PYTHON) >/dev/null 2>&1; then \
-	  $(CC) -shared -o $(BUILD)/libvikt.so -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -lm && \
+	  $(CC) -shared -o $(BUILD)/libvikt.so -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive -lm -pthread && \
 	  VIKT_SO=$(BUILD)/libvikt.so $(PYTHON) test/ffi/test_ctypes.py; \
 	else echo "check-ffi: skipped: $(PYTHON) is not installed"; fi
 
@@ -102,6 +137,18 @@ check-asan: check-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan LIBOUT=build/asan/lib \
 	  CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" run-tests
 
+# The suite cross-compiled for aarch64 (the NEON kernel) and run under qemu;
+# tools/ensure-neon-deps.sh installs the cross compiler, qemu and arm64 cmocka
+# (Debian multiarch, which brings libc6:arm64, so qemu needs no -L: with
+# `-L /usr/aarch64-linux-gnu` qemu 7.2 hangs in pthread_create).
+AARCH64 ?= aarch64-linux-gnu
+QEMU_AARCH64 ?= qemu-aarch64
+check-neon:
+	@sh tools/ensure-neon-deps.sh $(AARCH64)
+	@$(MAKE) --no-print-directory BUILD=build/$(AARCH64) LIBOUT=build/$(AARCH64)/lib \
+	  CC=$(AARCH64)-gcc AR=$(AARCH64)-ar OBJCOPY=$(AARCH64)-objcopy NM=$(AARCH64)-nm \
+	  VIKT_TEST_WRAPPER="$(QEMU_AARCH64)" VIKT_TEST_QUICK=1 run-tests
+
 check-valgrind: check-deps
 	@$(MAKE) --no-print-directory BUILD=build/valgrind LIBOUT=build/valgrind/lib \
 	  CFLAGS="-O1 -g" $(patsubst test/%.c,build/valgrind/test/%,$(TEST_SRCS))
@@ -111,12 +158,25 @@ check-valgrind: check-deps
 # --- examples and the demo ---------------------------------------------------
 $(BUILD)/examples/%: examples/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -o $@
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
 
 examples: $(EXAMPLES)
 
 demo: $(BUILD)/examples/demo
 	$(BUILD)/examples/demo data/digits.csv
+
+# --- benchmarks ----------------------------------------------------------------
+# bench/gemm.c times every kernel directly (it links the objects) and, when
+# libopenblas-dev is installed, cblas_sgemm in the same process.
+BENCH_CFLAGS := -std=c11 $(WARN) -Iinclude -Isrc -O2 -g
+OPENBLAS_FLAGS = $(shell printf '\043include <cblas.h>\nint main(void){openblas_set_num_threads(1);return 0;}\n' | \
+  $(CC) -x c - -lopenblas -o /dev/null >/dev/null 2>&1 && echo -DVIKT_BENCH_OPENBLAS -lopenblas)
+$(BUILD)/bench/gemm: bench/gemm.c $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(LDFLAGS) $< $(OBJS) $(OPENBLAS_FLAGS) -lm -pthread -o $@
+
+bench-gemm: $(BUILD)/bench/gemm
+	@$(BUILD)/bench/gemm
 
 # --- docs ----------------------------------------------------------------------
 docs:

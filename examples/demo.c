@@ -100,14 +100,12 @@ static int load_digits(const char *path, float *x, int32_t *y, int *rows) {
     return 0;
 }
 
+/* The model definition is plain C, re-run every step; the layers create
+ * fc1.weight [64, 64], fc1.bias, fc2.weight [10, 64] and fc2.bias on the
+ * first call (PyTorch's layout and default initialization). */
 static vikt_tensor *mlp(vikt_model *m, vikt_tensor *x) {
-    vikt_tensor *w1 = vikt_param(m, "fc1.weight", 2, (int64_t[]){HIDDEN, PIXELS}, VIKT_INIT_KAIMING_UNIFORM);
-    vikt_tensor *b1 = vikt_param(m, "fc1.bias", 1, (int64_t[]){HIDDEN}, VIKT_INIT_ZEROS);
-    vikt_tensor *w2 = vikt_param(m, "fc2.weight", 2, (int64_t[]){CLASSES, HIDDEN}, VIKT_INIT_XAVIER_UNIFORM);
-    vikt_tensor *b2 = vikt_param(m, "fc2.bias", 1, (int64_t[]){CLASSES}, VIKT_INIT_ZEROS);
-    /* PyTorch's layout: weight is [out, in], so the product is x·Wᵀ. */
-    vikt_tensor *h = vikt_relu(m, vikt_add(m, vikt_matmul_t(m, x, w1, 0, 1), b1));
-    return vikt_add(m, vikt_matmul_t(m, h, w2, 0, 1), b2);
+    vikt_tensor *h = vikt_relu(m, vikt_dense(m, "fc1", x, HIDDEN));
+    return vikt_dense(m, "fc2", h, CLASSES);
 }
 
 static double accuracy(vikt_model *m, const float *x, const int32_t *y, int n) {
@@ -155,11 +153,11 @@ static int fit_digits(const char *path) {
     const int32_t *yt = y + train;
 
     vikt_model *m;
-    vikt_optimizer *sgd;
+    vikt_optimizer *adam;
     if (vikt_model_create(NULL, 42, &m)) return 1;
-    if (vikt_sgd_create(m, 0.1f, &sgd)) return 1;
-    enum { BATCH = 32, EPOCHS = 20 };
-    printf("digits: %d train / %d test rows, MLP %d-%d-%d, ReLU, SGD lr 0.1, batch %d\n", train,
+    if (vikt_adam_create(m, 3e-3f, &adam)) return 1;
+    enum { BATCH = 32, EPOCHS = 15 };
+    printf("digits: %d train / %d test rows, MLP %d-%d-%d, ReLU, Adam lr 3e-3, batch %d\n", train,
            test, PIXELS, HIDDEN, CLASSES, BATCH);
     double acc = 0;
     for (int epoch = 1; epoch <= EPOCHS; epoch++) {
@@ -171,7 +169,7 @@ static int fit_digits(const char *path) {
             vikt_tensor *in = vikt_input(m, 2, (int64_t[]){BATCH, PIXELS}, x + start * PIXELS);
             vikt_tensor *loss = vikt_cross_entropy_loss(m, mlp(m, in), y + start);
             vikt_backward(m, loss);
-            vikt_optimizer_step(sgd);
+            vikt_optimizer_step(adam);
             CHECK(m, "digits step");
             total += vikt_tensor_data(loss)[0];
         }
@@ -179,14 +177,10 @@ static int fit_digits(const char *path) {
         CHECK(m, "evaluation");
         printf("digits: epoch %2d  loss %.4f  test accuracy %.4f\n", epoch, total / batches, acc);
     }
-    printf("digits: %lld parameters in %lld tensors:", (long long)vikt_model_num_params(m),
-           (long long)vikt_param_count(m));
-    for (int64_t i = 0; i < vikt_param_count(m); i++) {
-        vikt_tensor *p = vikt_param_at(m, i);
-        printf(" %s[%lld]", vikt_tensor_name(p), (long long)vikt_tensor_numel(p));
-    }
-    printf("\ndigits: final test accuracy %.4f\n", acc);
-    vikt_optimizer_destroy(sgd);
+    char table[1024];
+    vikt_model_summary(m, table, sizeof table);
+    printf("\n%s\ndigits: final test accuracy %.4f\n", table, acc);
+    vikt_optimizer_destroy(adam);
     vikt_model_destroy(m);
     return acc >= 0.95 ? 0 : 1;
 }

@@ -258,6 +258,44 @@ VIKT_API int vikt_set_training(vikt_model *m, int training);
 VIKT_API int vikt_training(const vikt_model *m);
 
 /**
+ * @brief Set how many threads the model's matrix products use.
+ *
+ * The default is 1: the calling thread does all the work and the library
+ * starts no thread. With @p n > 1 the model starts @p n - 1 worker threads
+ * (POSIX threads) now and reuses them for every large enough product until
+ * the count changes again or the model is destroyed; link with `-pthread`
+ * (pkg-config's `vikt.pc` says so). Results are bitwise identical for every
+ * thread count: the output is split among threads, never a sum. Workers
+ * belong to the model, so the model still belongs to one calling thread at a
+ * time.
+ * @param[in] m The model.
+ * @param[in] n 1 to 64 threads, the calling thread included.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (@p n out of range, or
+ *         above 1 in a build without threads) or ::VIKT_ERR_NOMEM (the
+ *         threads could not be started; the previous count is kept).
+ */
+VIKT_API int vikt_set_num_threads(vikt_model *m, int n);
+
+/**
+ * @brief The number of threads the model's matrix products use.
+ * @param[in] m The model.
+ * @return 1 to 64; 0 for NULL.
+ */
+VIKT_API int vikt_num_threads(const vikt_model *m);
+
+/**
+ * @brief The instruction set of the matrix-product kernel in use.
+ *
+ * Chosen once per process on first use: the fastest kernel the CPU and OS
+ * support (on x86-64 read from CPUID, so one binary runs on any x86-64), or
+ * the one the environment variable `VIKT_ISA` names (`scalar`, `avx2`,
+ * `avx512` or `neon`) if this build has it and the CPU can run it; any other
+ * value is ignored. Kernels differ in rounding, not in the contract.
+ * @return A static string: "scalar", "avx2", "avx512" or "neon"; never NULL.
+ */
+VIKT_API const char *vikt_gemm_isa(void);
+
+/**
  * @brief Replay the tape in reverse from a scalar loss.
  *
  * Gradients are added to those already held by persistent tensors, so several
@@ -909,7 +947,7 @@ VIKT_API vikt_tensor *vikt_hinge_loss(vikt_model *m, vikt_tensor *scores,
  *        (a copy, like torch.permute followed by contiguous).
  * @param[in] m    The model.
  * @param[in] a    The tensor.
- * @param[in] perm rank(a) distinct axes 0..rank-1.
+ * @param[in] perm rank(a) distinct axes 0..rank-1 (copied; may be NULL for rank 0).
  * @return A step tensor, or NULL.
  */
 VIKT_API vikt_tensor *vikt_permute(vikt_model *m, vikt_tensor *a, const int *perm);
@@ -918,7 +956,8 @@ VIKT_API vikt_tensor *vikt_permute(vikt_model *m, vikt_tensor *a, const int *per
  * @brief Rows of a by index: out[i] = a[index[i]] along axis 0.
  * @param[in] m     The model.
  * @param[in] a     [R, ...] (rank >= 1).
- * @param[in] index @p n row numbers, each 0 <= index[i] < R (copied).
+ * @param[in] index @p n row numbers, each 0 <= index[i] < R, repeats allowed
+ *                  (copied; may be NULL when @p n is 0).
  * @param[in] n     Number of rows to take, >= 0.
  * @return [n, ...], or NULL.
  */
@@ -930,7 +969,8 @@ VIKT_API vikt_tensor *vikt_gather_rows(vikt_model *m, vikt_tensor *a, const int3
  *        (torch.index_add along axis 0); the inverse of vikt_gather_rows().
  * @param[in] m     The model.
  * @param[in] src   [n, ...] (rank >= 1).
- * @param[in] index n row numbers, each 0 <= index[i] < @p rows (copied).
+ * @param[in] index n row numbers, each 0 <= index[i] < @p rows, repeats
+ *                  adding up (copied; may be NULL when n is 0).
  * @param[in] rows  Number of output rows, >= 0.
  * @return [rows, ...], or NULL.
  */
@@ -948,7 +988,8 @@ VIKT_API vikt_tensor *vikt_causal_mask(vikt_model *m, vikt_tensor *scores);
 
 /**
  * @brief 2-D max pooling over [N, C, H, W] without padding; the gradient goes
- *        to the first maximum of each window.
+ *        to the first maximum of each window (a NaN in a window is its
+ *        maximum, as in PyTorch).
  * @param[in] m      The model.
  * @param[in] x      [N, C, H, W].
  * @param[in] kernel Window size, >= 1.
@@ -959,7 +1000,8 @@ VIKT_API vikt_tensor *vikt_max_pool2d(vikt_model *m, vikt_tensor *x, int64_t ker
                                       int64_t stride);
 
 /**
- * @brief 2-D average pooling over [N, C, H, W] without padding.
+ * @brief 2-D average pooling over [N, C, H, W] without padding: each output
+ *        is the sum of its kernel×kernel window divided by kernel².
  * @param[in] m      The model.
  * @param[in] x      [N, C, H, W].
  * @param[in] kernel Window size, >= 1.
@@ -970,7 +1012,8 @@ VIKT_API vikt_tensor *vikt_avg_pool2d(vikt_model *m, vikt_tensor *x, int64_t ker
                                       int64_t stride);
 
 /**
- * @brief Keep the first dimension and merge the rest: [N, ...] → [N, rest].
+ * @brief Keep the first dimension and merge the rest: [N, ...] → [N, rest]
+ *        (a copy, like torch.flatten(x, 1); [N] becomes [N, 1]).
  * @param[in] m The model.
  * @param[in] x A tensor of rank >= 1.
  * @return A step tensor, or NULL.
@@ -1006,7 +1049,8 @@ VIKT_API vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x
  *        padding and dilation (the same along both axes).
  *
  * Parameters: "<name>.weight" [out, in, k, k] and "<name>.bias" [out], both
- * U(−1/√(in·k·k), 1/√(in·k·k)).
+ * U(−1/√(in·k·k), 1/√(in·k·k)). Computed as im2col + GEMM (on the model's
+ * threads); the column buffer, C·k·k × H'·W' floats, lives in the step arena.
  * @param[in] m            The model.
  * @param[in] name         Layer name.
  * @param[in] x            [N, C, H, W].
@@ -1023,9 +1067,12 @@ VIKT_API vikt_tensor *vikt_conv2d(vikt_model *m, const char *name, vikt_tensor *
                                   int64_t padding, int64_t dilation);
 
 /**
- * @brief Embedding lookup: out[..., :] = W[id].
+ * @brief Embedding lookup: out[..., :] = W[id] (@p ids may be NULL when the
+ *        id array is empty).
  *
  * Parameter: "<name>.weight" [num_embeddings, dim], N(0, 1) (torch.nn.Embedding).
+ * The gradient of a row is the sum over every position holding its id (a
+ * dense gradient, as torch.nn.Embedding with sparse=False).
  * @param[in] m              The model.
  * @param[in] name           Layer name.
  * @param[in] ids            Token ids, each 0 <= id < num_embeddings (copied).
@@ -1044,6 +1091,7 @@ VIKT_API vikt_tensor *vikt_embedding(vikt_model *m, const char *name, const int3
  *        y = (x − mean)/√(var + eps)·γ + β, var biased.
  *
  * Parameters: "<name>.weight" (γ, ones) and "<name>.bias" (β, zeros), [D].
+ * Mean and variance are computed in two passes with double accumulators.
  * @param[in] m    The model.
  * @param[in] name Layer name.
  * @param[in] x    [..., D], rank >= 1.
@@ -1058,10 +1106,14 @@ VIKT_API vikt_tensor *vikt_layer_norm(vikt_model *m, const char *name, vikt_tens
  *
  * Training mode normalizes with the batch mean and biased variance and
  * updates the running statistics: r ← (1 − momentum)·r + momentum·s, with the
- * unbiased variance for "running_var". Evaluation mode (vikt_set_training())
- * normalizes with the running statistics. Parameters "<name>.weight" (ones)
+ * unbiased variance for "running_var" (also when gradients are disabled, as
+ * PyTorch does). Evaluation mode (vikt_set_training()) normalizes with the
+ * running statistics, which are then constants: the output is still
+ * differentiable in x, weight and bias. Parameters "<name>.weight" (ones)
  * and "<name>.bias" (zeros), buffers "<name>.running_mean" (zeros) and
- * "<name>.running_var" (ones), all [C].
+ * "<name>.running_var" (ones), all [C]. PyTorch's "num_batches_tracked" is
+ * not kept (it only matters for momentum=None, the cumulative average, which
+ * is not offered).
  * @param[in] m        The model.
  * @param[in] name     Layer name.
  * @param[in] x        [N, C] or [N, C, H, W]; training needs more than one
@@ -1080,14 +1132,19 @@ VIKT_API vikt_tensor *vikt_batch_norm(vikt_model *m, const char *name, vikt_tens
  *
  * Parameters: "<name>.weight_ih_l0" [4H, I], "<name>.weight_hh_l0" [4H, H],
  * "<name>.bias_ih_l0" and "<name>.bias_hh_l0" [4H], all U(−1/√H, 1/√H).
+ * The states may require gradients and h_n, c_n carry them, so passing
+ * h_n, c_n as the next call's h0, c0 continues the sequence.
  * @param[in]  m      The model.
  * @param[in]  name   Layer name.
- * @param[in]  x      [N, T, I], T >= 1.
+ * @param[in]  x      [N, T, I], N, T, I >= 1; I must match an existing
+ *                    "<name>.weight_ih_l0" (::VIKT_ERR_SHAPE otherwise).
  * @param[in]  hidden H, >= 1.
  * @param[in]  h0     Initial hidden state [N, H], or NULL for zeros.
  * @param[in]  c0     Initial cell state [N, H], or NULL for zeros.
- * @param[out] h_n    Receives the last hidden state [N, H]; may be NULL.
- * @param[out] c_n    Receives the last cell state [N, H]; may be NULL.
+ * @param[out] h_n    Receives the last hidden state [N, H] (a step tensor);
+ *                    may be NULL; set to NULL on failure.
+ * @param[out] c_n    Receives the last cell state [N, H] (a step tensor);
+ *                    may be NULL; set to NULL on failure.
  * @return Every step's hidden state [N, T, H], or NULL.
  */
 VIKT_API vikt_tensor *vikt_lstm(vikt_model *m, const char *name, vikt_tensor *x, int64_t hidden,
@@ -1101,13 +1158,16 @@ VIKT_API vikt_tensor *vikt_lstm(vikt_model *m, const char *name, vikt_tensor *x,
  *
  * Parameters: "<name>.weight_ih_l0" [3H, I], "<name>.weight_hh_l0" [3H, H],
  * "<name>.bias_ih_l0" and "<name>.bias_hh_l0" [3H] (gate order r, z, n), all
- * U(−1/√H, 1/√H).
+ * U(−1/√H, 1/√H). h0 may require a gradient and h_n carries one, so passing
+ * h_n as the next call's h0 continues the sequence.
  * @param[in]  m      The model.
  * @param[in]  name   Layer name.
- * @param[in]  x      [N, T, I], T >= 1.
+ * @param[in]  x      [N, T, I], N, T, I >= 1; I must match an existing
+ *                    "<name>.weight_ih_l0" (::VIKT_ERR_SHAPE otherwise).
  * @param[in]  hidden H, >= 1.
  * @param[in]  h0     Initial hidden state [N, H], or NULL for zeros.
- * @param[out] h_n    Receives the last hidden state [N, H]; may be NULL.
+ * @param[out] h_n    Receives the last hidden state [N, H] (a step tensor);
+ *                    may be NULL; set to NULL on failure.
  * @return Every step's hidden state [N, T, H], or NULL.
  */
 VIKT_API vikt_tensor *vikt_gru(vikt_model *m, const char *name, vikt_tensor *x, int64_t hidden,
@@ -1118,7 +1178,9 @@ VIKT_API vikt_tensor *vikt_gru(vikt_model *m, const char *name, vikt_tensor *x, 
  *        mask])·V, heads concatenated and projected.
  *
  * Parameters: dense layers "<name>.q", "<name>.k", "<name>.v" and
- * "<name>.out", each [D, D] with bias.
+ * "<name>.out", each [D, D] with bias. Head h uses features
+ * h·d_head … (h+1)·d_head−1, as torch.nn.MultiheadAttention does; its
+ * in_proj_weight is the q, k and v weights stacked, out_proj is "<name>.out".
  * @param[in] m      The model.
  * @param[in] name   Layer name, e.g. "block0.attn".
  * @param[in] x      [N, T, D].
@@ -1132,6 +1194,9 @@ VIKT_API vikt_tensor *vikt_attention(vikt_model *m, const char *name, vikt_tenso
 /**
  * @brief Pre-LN transformer block:
  *        h = x + attention(layer_norm(x)); y = h + fc2(gelu(fc1(layer_norm(h)))).
+ *
+ * The same function as torch.nn.TransformerEncoderLayer with norm_first=True,
+ * activation="gelu" and dropout 0.
  *
  * Sub-layers: "<name>.ln1", "<name>.attn", "<name>.ln2" (eps 1e-5),
  * "<name>.mlp.fc1" (D → mlp_hidden) and "<name>.mlp.fc2" (mlp_hidden → D).
@@ -1156,15 +1221,21 @@ VIKT_API vikt_tensor *vikt_transformer_block(vikt_model *m, const char *name, vi
  * auxiliary load-balancing loss is E·Σ_e f_e·P_e with f_e the fraction of tokens
  * whose first choice is e and P_e the mean router probability of e (Switch
  * Transformer, Fedus et al. 2021); add it, scaled (e.g. by 0.01), to the loss.
- * Parameters: "<name>.router.weight" [E, D] and dense layers
- * "<name>.experts.<e>.fc1" (D → hidden) and "<name>.experts.<e>.fc2" (hidden → D).
+ * Parameters: "<name>.router.weight" [E, D], U(−1/√D, 1/√D), no bias, and dense
+ * layers "<name>.experts.<e>.fc1" (D → hidden) and "<name>.experts.<e>.fc2"
+ * (hidden → D); every expert's parameters are created on the first call, used
+ * or not. The choice of experts (ties go to the lower index) is not
+ * differentiated; the router learns through the gates and the auxiliary loss,
+ * and an expert that gets no token gets no gradient.
  * @param[in]  m        The model.
  * @param[in]  name     Layer name.
- * @param[in]  x        [..., D], tokens along the leading dimensions.
+ * @param[in]  x        [..., D] of rank >= 2: tokens along the leading
+ *                      dimensions (at least one).
  * @param[in]  experts  E, >= 1.
  * @param[in]  hidden   Width of each expert's MLP, >= 1.
  * @param[in]  top_k    1 or 2 (at most E).
- * @param[out] aux_loss Receives the auxiliary loss (rank 0); may be NULL.
+ * @param[out] aux_loss Receives the auxiliary loss (rank 0), or NULL on
+ *                      failure; may be NULL.
  * @return A step tensor of x's shape, or NULL.
  */
 VIKT_API vikt_tensor *vikt_moe(vikt_model *m, const char *name, vikt_tensor *x, int64_t experts,
@@ -1174,10 +1245,15 @@ VIKT_API vikt_tensor *vikt_moe(vikt_model *m, const char *name, vikt_tensor *x, 
 
 /**
  * @brief Update rules, as torch.optim defines them (g is the gradient plus
- *        weight_decay·p where the rule couples weight decay; t the step).
+ *        weight_decay·p where the rule couples weight decay; lr the scheduled
+ *        learning rate; t the parameter's own step count, 1 on its first
+ *        update, as torch keeps it per parameter).
  *
  * Each optimizer updates every parameter of its model that requires a
- * gradient, in place, keeping per-parameter state created on its first step.
+ * gradient, in place, keeping per-parameter state created the first time the
+ * parameter is updated (a parameter added or unfrozen later starts at t = 1).
+ * A parameter the backward pass did not reach is updated with its zero
+ * gradient, as after torch's zero_grad(set_to_none=False).
  */
 typedef enum vikt_optim_kind {
     /** b ← μ·b + (1−τ)·g (b = g at t = 1); g ← g + μ·b if Nesterov else b;
@@ -1226,19 +1302,28 @@ typedef enum vikt_optim_param {
     VIKT_OPT_ALPHA = 9,          /**< RMSProp smoothing α in [0, 1). */
     VIKT_OPT_CENTERED = 10,      /**< RMSProp: 0 or 1. */
     VIKT_OPT_LR_DECAY = 11,      /**< AdaGrad: >= 0. */
-    VIKT_OPT_INITIAL_ACCUMULATOR = 12, /**< AdaGrad: >= 0; before the first step only. */
-    VIKT_OPT_CLIP_NORM = 13,     /**< Scale gradients so their global L2 norm is at most
-                                      this (as clip_grad_norm_); 0 = off. */
+    VIKT_OPT_INITIAL_ACCUMULATOR = 12, /**< AdaGrad: >= 0; before the first step only
+                                            (later ::VIKT_ERR_STATE). */
+    VIKT_OPT_CLIP_NORM = 13,     /**< Scale the gradients of all trainable parameters by
+                                      max_norm/(norm + 1e-6) when that is below 1, norm
+                                      being their global L2 norm (as clip_grad_norm_;
+                                      applied after clipping by value); 0 = off. */
     VIKT_OPT_CLIP_VALUE = 14,    /**< Clamp each gradient to [−v, v]; 0 = off. */
     VIKT_OPT_SKIP_NONFINITE = 15,/**< 1: a step whose gradients hold NaN or Inf changes
-                                      nothing (parameters bitwise unchanged, t not
-                                      advanced) and counts in ::VIKT_OPT_SKIPPED_STEPS. */
-    VIKT_OPT_SCHEDULE = 16,      /**< A ::vikt_schedule. */
-    VIKT_OPT_STEP_SIZE = 17,     /**< Step schedule: steps per decay, >= 1. */
-    VIKT_OPT_GAMMA = 18,         /**< Step and exponential schedules: factor in (0, 1]. */
-    VIKT_OPT_WARMUP_STEPS = 19,  /**< Cosine schedule: >= 0. */
-    VIKT_OPT_T_MAX = 20,         /**< Cosine schedule: steps after warm-up, >= 1. */
-    VIKT_OPT_ETA_MIN = 21,       /**< Cosine schedule: final learning rate, >= 0. */
+                                      nothing (parameters, gradients and state bitwise
+                                      unchanged, t and the schedule not advanced) and
+                                      counts in ::VIKT_OPT_SKIPPED_STEPS. 0 (the default):
+                                      such a gradient is applied as the rule computes
+                                      it, so the parameters it reaches become NaN. */
+    VIKT_OPT_SCHEDULE = 16,      /**< A ::vikt_schedule; default constant. */
+    VIKT_OPT_STEP_SIZE = 17,     /**< Step schedule: steps per decay, >= 1; default 1. */
+    VIKT_OPT_GAMMA = 18,         /**< Step and exponential schedules: factor in (0, 1];
+                                      default 0.1. */
+    VIKT_OPT_WARMUP_STEPS = 19,  /**< Cosine schedule: >= 0; default 0. */
+    VIKT_OPT_T_MAX = 20,         /**< Cosine schedule: steps after warm-up, >= 1;
+                                      default 1. */
+    VIKT_OPT_ETA_MIN = 21,       /**< Cosine schedule: final learning rate, >= 0;
+                                      default 0. */
     VIKT_OPT_STEP = 22,          /**< Read-only: steps taken (the schedule position). */
     VIKT_OPT_CURRENT_LR = 23,    /**< Read-only: the learning rate the next step uses. */
     VIKT_OPT_SKIPPED_STEPS = 24  /**< Read-only: steps skipped for non-finite gradients. */
@@ -1278,8 +1363,10 @@ VIKT_API int vikt_adam_create(vikt_model *m, float lr, vikt_optimizer **out);
  * @param[in,out] opt   The optimizer.
  * @param[in]     param A ::vikt_optim_param that is not read-only.
  * @param[in]     value The value (flags and counts as whole numbers).
- * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (out of range, not used
- *         by this rule, or read-only); on error nothing changes.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (out of range, not used
+ *         by this rule, read-only, or Nesterov without momentum > 0 and
+ *         dampening 0) or ::VIKT_ERR_STATE (the initial accumulator after the
+ *         first step); on error nothing changes.
  */
 VIKT_API int vikt_optimizer_set(vikt_optimizer *opt, vikt_optim_param param, double value);
 
@@ -1297,10 +1384,14 @@ VIKT_API int vikt_optimizer_get(const vikt_optimizer *opt, vikt_optim_param para
  * @brief Apply one update to every trainable parameter of the model, after
  *        clipping (which changes the gradients in place, as PyTorch does).
  *        Does not zero the gradients. The first step allocates the state;
- *        later steps allocate nothing unless parameters were added.
+ *        later steps allocate nothing unless a parameter was added or
+ *        unfrozen, or a setting that needs more state (momentum, centered,
+ *        amsgrad) was turned on.
  * @param[in] opt The optimizer.
- * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOMEM or ::VIKT_ERR_STATE (the
- *         model holds an error; nothing is updated).
+ * @return ::VIKT_OK (also for a step skipped for non-finite gradients),
+ *         ::VIKT_ERR_NULL, ::VIKT_ERR_NOMEM (nothing is updated; a later call
+ *         can succeed) or ::VIKT_ERR_STATE (the model holds an error; nothing
+ *         is updated).
  */
 VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
 

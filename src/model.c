@@ -19,6 +19,7 @@ int vikt_model_create(const vikt_allocator *allocator, uint64_t seed, vikt_model
     m->allocator = a;
     m->grad_enabled = 1;
     m->training = 1;
+    m->nthreads = 1;
     vikt__rng_seed(&m->rng, seed);
     *out = m;
     return VIKT_OK;
@@ -30,6 +31,8 @@ void vikt_model_destroy(vikt_model *m) {
     vikt__free(m, m->params, (size_t)m->params_cap * sizeof *m->params);
     vikt__free(m, m->buffers, (size_t)m->buffers_cap * sizeof *m->buffers);
     vikt__arena_release(m, &m->arena);
+    vikt__pool_destroy(m, m->pool);
+    vikt__gemm_release(m);
     vikt_allocator a = m->allocator;
     a.free(a.ud, m, sizeof *m);
 }

@@ -146,6 +146,11 @@ struct vikt_model {
     int training;
     int errcode;
     char errmsg[VIKT__ERRMSG_MAX];
+    /* Threads and GEMM packing buffers (src/pool.c, src/kernels/dispatch.c):
+     * pool is NULL while nthreads <= 1; gemm_ws is made on first use. */
+    struct vikt__pool *pool;
+    int nthreads;
+    struct vikt__gemm_ws *gemm_ws;
 };
 
 /* Record err (if none is held) with a printf-style message; returns err. */
@@ -208,16 +213,46 @@ int vikt__sub_name(vikt_model *m, const char *opname, const char *layer, const c
 /* A layer's name argument must be a non-empty string. */
 int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_tensor *x);
 
+/* Ops behind the convolution, normalization and embedding layers (their
+ * parameters passed in; errors name the public layer). */
+vikt_tensor *vikt__conv2d(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b,
+                          int64_t stride, int64_t padding, int64_t dilation); /* b may be NULL */
+vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
+                              vikt_tensor *bias, float eps);
+vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
+                              vikt_tensor *bias, vikt_tensor *running_mean,
+                              vikt_tensor *running_var, int training, float momentum, float eps);
+vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
+                             const int64_t *shape);
+
 /* ------------------------------------------------------------------ gemm */
 
 /* C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is MxK, op(B) is KxN.
  * beta = 0 ignores C's old contents (NaN included); alpha = 0 reads neither A
- * nor B (the BLAS contract). */
-void vikt__gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                float alpha, const float *A, int64_t lda, const float *B,
-                int64_t ldb, float beta, float *C, int64_t ldc);
+ * nor B (the BLAS contract). Runs the kernel dispatch.c chose on the model's
+ * threads; returns VIKT_OK, or VIKT_ERR_NOMEM (nothing recorded, C
+ * unchanged) when a packing buffer cannot be allocated. */
+int vikt__gemm(vikt_model *m, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc);
+/* Free the model's packing buffers (they are made again on next use). */
+void vikt__gemm_release(vikt_model *m);
 void vikt__gemm_scalar(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                        float alpha, const float *A, int64_t lda, const float *B,
                        int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* --------------------------------------------------------------- threads */
+
+#define VIKT__MAX_THREADS 64
+
+/* A task of a parallel call: index runs over 0..ntasks-1. */
+typedef void (*vikt__task_fn)(void *arg, int index);
+typedef struct vikt__pool vikt__pool;
+
+/* Run fn(arg, i) for every i < ntasks (at most the pool's thread count; all
+ * on the caller when pool is NULL), index 0 on the calling thread; returns
+ * when all are done. */
+void vikt__pool_run(vikt__pool *pool, int ntasks, vikt__task_fn fn, void *arg);
+void vikt__pool_destroy(vikt_model *m, vikt__pool *pool);
 
 #endif

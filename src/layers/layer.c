@@ -15,8 +15,9 @@ int vikt__sub_name(vikt_model *m, const char *opname, const char *layer, const c
 }
 
 int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_tensor *x) {
-    if (!name || !name[0])
-        return vikt__fail(m, VIKT_ERR_ARG, "%s: the layer name is NULL or empty", opname);
+    /* As vikt_param: a NULL name is a NULL argument, an empty one a bad one. */
+    if (!name) return vikt__fail(m, VIKT_ERR_NULL, "%s: the layer name is NULL", opname);
+    if (!name[0]) return vikt__fail(m, VIKT_ERR_ARG, "%s: the layer name is empty", opname);
     if (!x) return vikt__fail(m, VIKT_ERR_NULL, "%s: input is NULL", opname);
     if (x->model != m)
         return vikt__fail(m, VIKT_ERR_ARG, "%s: the input belongs to another model", opname);
@@ -28,9 +29,18 @@ vikt_tensor *vikt__layer_param(vikt_model *m, const char *opname, const char *la
                                vikt__fill fill, float a) {
     char name[VIKT__NAME_MAX];
     if (vikt__sub_name(m, opname, layer, suffix, name)) return NULL;
-    int fresh = vikt_param_find(m, name) == NULL;
+    vikt_tensor *found = vikt_param_find(m, name);
+    if (found) {
+        int same = found->rank == rank;
+        for (int i = 0; same && i < rank; i++) same = found->shape[i] == shape[i];
+        if (same) return found;
+        char have[VIKT__SHAPE_STR], want[VIKT__SHAPE_STR];
+        vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' exists as %s, this call needs %s", opname, name,
+                   vikt__shape_str(found, have), vikt__dims_str(rank, shape, want));
+        return NULL;
+    }
     vikt_tensor *t = vikt_param(m, name, rank, shape, VIKT_INIT_ZEROS);
-    if (!t || !fresh) return t;
+    if (!t) return NULL;
     switch (fill) {
     case VIKT__FILL_CONST:
         vikt_tensor_fill(t, a);

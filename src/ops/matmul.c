@@ -53,14 +53,27 @@ static int matmul_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *i
     return VIKT_OK;
 }
 
+/* One product through the internal GEMM; on failure (out of memory for its
+ * packing buffers) the error is recorded with the product's size. */
+static int gemm(vikt_model *m, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    int rc = vikt__gemm(m, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    if (rc)
+        return vikt__fail(m, rc, "vikt_matmul: out of memory for the packing buffers of a "
+                                 "%lldx%lldx%lld product",
+                          (long long)M, (long long)N, (long long)K);
+    return VIKT_OK;
+}
+
 static int matmul_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                       vikt_tensor *out) {
-    (void)m, (void)n;
+    (void)n;
     mm_geom g;
     geometry(in[0], in[1], (int)args->i[0], (int)args->i[1], &g);
     for (int64_t p = 0; p < g.batch; p++)
-        vikt__gemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, in[0]->data + p * g.stride_a, g.lda,
-                   in[1]->data + p * g.stride_b, g.ldb, 0.0f, out->data + p * g.M * g.N, g.N);
+        if (gemm(m, g.ta, g.tb, g.M, g.N, g.K, in[0]->data + p * g.stride_a, g.lda,
+                 in[1]->data + p * g.stride_b, g.ldb, 0.0f, out->data + p * g.M * g.N, g.N))
+            return m->errcode;
     return VIKT_OK;
 }
 
@@ -78,18 +91,20 @@ static int matmul_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     for (int64_t p = 0; p < g.batch; p++) {
         const float *dC = out->grad + p * g.M * g.N;
         const float *Ap = A + p * g.stride_a, *Bp = B + p * g.stride_b;
+        int rc = VIKT_OK;
         if (ga && !g.ta)
-            vikt__gemm(0, !g.tb, g.M, g.K, g.N, 1.0f, dC, g.N, Bp, g.ldb, 1.0f,
-                       ga + p * g.stride_a, g.lda);
+            rc = gemm(m, 0, !g.tb, g.M, g.K, g.N, dC, g.N, Bp, g.ldb, 1.0f, ga + p * g.stride_a,
+                      g.lda);
         else if (ga)
-            vikt__gemm(g.tb, 1, g.K, g.M, g.N, 1.0f, Bp, g.ldb, dC, g.N, 1.0f,
-                       ga + p * g.stride_a, g.lda);
-        if (gb && !g.tb)
-            vikt__gemm(!g.ta, 0, g.K, g.N, g.M, 1.0f, Ap, g.lda, dC, g.N, 1.0f,
-                       gb + p * g.stride_b, g.ldb);
-        else if (gb)
-            vikt__gemm(1, g.ta, g.N, g.K, g.M, 1.0f, dC, g.N, Ap, g.lda, 1.0f,
-                       gb + p * g.stride_b, g.ldb);
+            rc = gemm(m, g.tb, 1, g.K, g.M, g.N, Bp, g.ldb, dC, g.N, 1.0f, ga + p * g.stride_a,
+                      g.lda);
+        if (!rc && gb && !g.tb)
+            rc = gemm(m, !g.ta, 0, g.K, g.N, g.M, Ap, g.lda, dC, g.N, 1.0f, gb + p * g.stride_b,
+                      g.ldb);
+        else if (!rc && gb)
+            rc = gemm(m, 1, g.ta, g.N, g.K, g.M, dC, g.N, Ap, g.lda, 1.0f, gb + p * g.stride_b,
+                      g.ldb);
+        if (rc) return rc;
     }
     return VIKT_OK;
 }

@@ -1,0 +1,189 @@
+/* AVX-512F GEMM kernel (x86-64), compiled with -mavx512f -mfma for this file
+ * only and chosen at run time by dispatch.c.
+ *
+ * Register tile 12 x 32: 12 rows of C, two 16-float zmm vectors per row, so
+ * 24 accumulators + 2 vectors of B + 1 broadcast of A = 27 of the 32 zmm
+ * registers. Each k step loads 2 vectors of B (packed, aligned), broadcasts
+ * 12 values of A and issues 24 FMAs: 12 cycles of work for both FMA ports,
+ * 14 loads (well under the 2 loads/cycle limit), and 24 independent
+ * accumulator chains hide the 4-cycle FMA latency with room to spare.
+ * Alternatives measured on the development Xeon (docs/performance.md): 6 x 64
+ * streams twice the B bytes per FMA from L2 and 14 x 32 wastes more of the
+ * edge tile on the MLP shapes (M = 64 is 5 x 12 + 4, 4 x 14 + 8).
+ *
+ * Blocking: KC = 384, so an A panel (12 x 384 x 4 B = 18 KB) sits in the
+ * 48 KB L1 next to the B panel being streamed (32 x 384 x 4 B = 48 KB, read
+ * once per micro-kernel call); NC = 1536, so the packed B block (384 x 1536
+ * x 4 B = 2.25 MB) fits the 2 MB L2 of Sapphire/Emerald Rapids as nearly as
+ * possible while leaving tall products with few NC blocks (A is repacked once
+ * per NC block). Blocks are equalized (see gemm_driver.h).
+ *
+ * Buffers: no allocation here. The driver's packing buffer (KC x NC + MR x KC
+ * floats, at most 2.3 MB per thread) is the model's, allocated once by
+ * dispatch.c through the model's allocator and reused by every later product;
+ * a stack buffer of that size would overflow the small stacks of embedded
+ * hosts and worker threads.
+ *
+ * Edges: rows past M use a micro-kernel instantiated for exactly mr rows
+ * (1..12, all from one always-inline body, so the arithmetic per element is
+ * identical); columns past N use masked loads and stores, which neither read
+ * nor write the padding of a leading dimension. */
+#include "gemm.h"
+
+#ifdef VIKT__GEMM_X86
+#include <immintrin.h>
+
+#ifndef GK_MR
+#define GK_MR 8
+#endif
+#define GK_NR 32
+#ifndef GK_KC
+#define GK_KC 384
+#endif
+#ifndef GK_NC
+#define GK_NC 1536
+#endif
+#define GK_PREFIX avx512_
+
+#define GK_INLINE static inline __attribute__((always_inline))
+
+GK_INLINE void gk_tr4(const float *s, int64_t lds, float *d, int64_t ldd) {
+    __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds), r2 = _mm_loadu_ps(s + 2 * lds),
+           r3 = _mm_loadu_ps(s + 3 * lds);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(d, r0);
+    _mm_storeu_ps(d + ldd, r1);
+    _mm_storeu_ps(d + 2 * ldd, r2);
+    _mm_storeu_ps(d + 3 * ldd, r3);
+}
+
+/* 8x8 transpose: rows q = 0..7 of s (stride lds), 8 floats each, become
+ * rows of d (stride ldd). Each ymm holds rows q and q + 4 in its two lanes,
+ * so two in-lane 4x4 transposes finish the job (16 shuffles). */
+GK_INLINE void gk_tr8(const float *s, int64_t lds, float *d, int64_t ldd) {
+#define LOAD2(q, o) \
+    _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + (q)*lds + (o))), \
+                         _mm_loadu_ps(s + ((q) + 4) * lds + (o)), 1)
+    for (int o = 0; o < 8; o += 4) {
+        __m256 r0 = LOAD2(0, o), r1 = LOAD2(1, o), r2 = LOAD2(2, o), r3 = LOAD2(3, o);
+        __m256 a = _mm256_unpacklo_ps(r0, r1), b = _mm256_unpackhi_ps(r0, r1);
+        __m256 c = _mm256_unpacklo_ps(r2, r3), e = _mm256_unpackhi_ps(r2, r3);
+        _mm256_storeu_ps(d + (o + 0) * ldd, _mm256_shuffle_ps(a, c, 0x44));
+        _mm256_storeu_ps(d + (o + 1) * ldd, _mm256_shuffle_ps(a, c, 0xee));
+        _mm256_storeu_ps(d + (o + 2) * ldd, _mm256_shuffle_ps(b, e, 0x44));
+        _mm256_storeu_ps(d + (o + 3) * ldd, _mm256_shuffle_ps(b, e, 0xee));
+    }
+#undef LOAD2
+}
+#define GK_HAVE_TR8 1
+
+/* The stores for one row: C = alpha·acc (+ beta·C on the first K block,
+ * + C on later ones), through masks m0 and m1 for the two vectors. */
+GK_INLINE void store_row(float *c, __m512 x0, __m512 x1, __m512 va, __m512 vb, int mode,
+                         __mmask16 m0, __mmask16 m1) {
+    __m512 r0, r1;
+    if (mode == 0) { /* first block, beta = 0: C is not read */
+        r0 = _mm512_mul_ps(va, x0);
+        r1 = _mm512_mul_ps(va, x1);
+    } else {
+        __m512 c0 = _mm512_maskz_loadu_ps(m0, c), c1 = _mm512_maskz_loadu_ps(m1, c + 16);
+        if (mode == 1) { /* first block: beta·C */
+            c0 = _mm512_mul_ps(vb, c0);
+            c1 = _mm512_mul_ps(vb, c1);
+        }
+        r0 = _mm512_fmadd_ps(va, x0, c0);
+        r1 = _mm512_fmadd_ps(va, x1, c1);
+    }
+    _mm512_mask_storeu_ps(c, m0, r0);
+    _mm512_mask_storeu_ps(c + 16, m1, r1);
+}
+
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+
+GK_INLINE void micro_body(const int MRV, int nr, int64_t kc, const float *ap, const float *bp,
+                          float *c, int64_t ldc, float alpha, float beta, int first) {
+#define DECL(r) __m512 c##r##_0 = _mm512_setzero_ps(), c##r##_1 = _mm512_setzero_ps();
+    ROWS(DECL)
+#undef DECL
+#define PREF(r)                                                      \
+    if (MRV > r) {                                                   \
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);      \
+        _mm_prefetch((const char *)(c + r * ldc + 31), _MM_HINT_T0); \
+    }
+    ROWS(PREF)
+#undef PREF
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#define FMA(r)                                        \
+    if (MRV > r) {                                    \
+        const __m512 a = _mm512_set1_ps(ap[r]);       \
+        c##r##_0 = _mm512_fmadd_ps(a, b0, c##r##_0);  \
+        c##r##_1 = _mm512_fmadd_ps(a, b1, c##r##_1);  \
+    }
+        ROWS(FMA)
+#undef FMA
+        ap += GK_MR;
+        bp += GK_NR;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int mode = !first ? 2 : beta == 0.0f ? 0 : 1;
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
+                         : nr <= 16 ? (__mmask16)0
+                                    : (__mmask16)((1u << (nr - 16)) - 1);
+#define STORE(r) \
+    if (MRV > r) store_row(c + r * ldc, c##r##_0, c##r##_1, va, vb, mode, m0, m1);
+    ROWS(STORE)
+#undef STORE
+}
+
+#define MICRO(n)                                                                              \
+    static void micro_##n(int nr, int64_t kc, const float *ap, const float *bp, float *c,    \
+                          int64_t ldc, float alpha, float beta, int first) {                 \
+        micro_body(n, nr, kc, ap, bp, c, ldc, alpha, beta, first);                           \
+    }
+MICRO(1)
+MICRO(2)
+MICRO(3)
+MICRO(4)
+MICRO(5)
+MICRO(6)
+MICRO(7)
+MICRO(8)
+#if GK_MR > 8
+MICRO(9)
+MICRO(10)
+MICRO(11)
+MICRO(12)
+#endif
+#if GK_MR > 12
+MICRO(13)
+MICRO(14)
+#endif
+#undef MICRO
+
+typedef void (*micro_fn)(int, int64_t, const float *, const float *, float *, int64_t, float,
+                         float, int);
+static const micro_fn micro_by_rows[GK_MR + 1] = {
+    NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8,
+#if GK_MR > 8
+    micro_9, micro_10, micro_11, micro_12,
+#endif
+#if GK_MR > 12
+    micro_13, micro_14,
+#endif
+};
+
+static void gk_micro(int mr, int nr, int64_t kc, const float *ap, const float *bp, float *c,
+                     int64_t ldc, float alpha, float beta, int first) {
+    micro_by_rows[mr](nr, kc, ap, bp, c, ldc, alpha, beta, first);
+}
+
+#include "gemm_driver.h"
+
+const vikt__gemm_kernel vikt__gemm_kernel_avx512 = {"avx512", GK_MR, GK_NR, avx512_ws_floats,
+                                                    avx512_run};
+
+#else
+typedef int vikt__gemm_avx512_unused; /* ISO C wants a non-empty file */
+#endif

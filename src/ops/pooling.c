@@ -1,0 +1,163 @@
+/* 2-D max and average pooling over [N, C, H, W], without padding and with
+ * floor rounding (torch.nn.MaxPool2d / AvgPool2d defaults). Every (n, c)
+ * plane is pooled on its own, so the loops run over N·C planes. */
+#include "../vikt_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* args: i[0] = kernel, i[1] = stride (0 is replaced by kernel in the shape
+ * check). */
+
+typedef struct {
+    int64_t planes, H, W, Ho, Wo, k, s;
+} pool_geom;
+
+static void geometry(const vikt_tensor *x, const vikt__args *args, pool_geom *g) {
+    g->planes = x->shape[0] * x->shape[1];
+    g->H = x->shape[2], g->W = x->shape[3];
+    g->k = args->i[0], g->s = args->i[1];
+    g->Ho = (g->H - g->k) / g->s + 1;
+    g->Wo = (g->W - g->k) / g->s + 1;
+}
+
+static int pool_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in, int n,
+                      vikt__args *args, int64_t *shape, int *rank) {
+    (void)n;
+    const vikt_tensor *x = in[0];
+    char sx[VIKT__SHAPE_STR];
+    int64_t k = args->i[0], s = args->i[1];
+    if (k < 1 || s < 0)
+        return vikt__fail(m, VIKT_ERR_ARG,
+                          "%s: needs kernel >= 1 and stride >= 0 (got %lld, %lld) for input %s",
+                          op->name, (long long)k, (long long)s, vikt__shape_str(x, sx));
+    if (s == 0) args->i[1] = s = k;
+    if (x->rank != 4 || x->shape[2] < k || x->shape[3] < k)
+        return vikt__fail(m, VIKT_ERR_SHAPE,
+                          "%s: needs [N, C, H, W] with H and W >= kernel %lld, got %s", op->name,
+                          (long long)k, vikt__shape_str(x, sx));
+    pool_geom g;
+    geometry(x, args, &g);
+    *rank = 4;
+    shape[0] = x->shape[0], shape[1] = x->shape[1], shape[2] = g.Ho, shape[3] = g.Wo;
+    return VIKT_OK;
+}
+
+/* ------------------------------------------------------------------- max */
+
+/* Offset in the plane of the window's first maximum; a NaN wins (the first
+ * one), so NaN propagates as in PyTorch. */
+static int64_t window_argmax(const pool_geom *g, const float *plane, int64_t oh, int64_t ow) {
+    int64_t best = oh * g->s * g->W + ow * g->s;
+    for (int64_t i = 0; i < g->k; i++) {
+        const float *row = plane + (oh * g->s + i) * g->W + ow * g->s;
+        for (int64_t j = 0; j < g->k; j++) {
+            float v = row[j], b = plane[best];
+            if (v > b || (isnan(v) && !isnan(b))) best = (oh * g->s + i) * g->W + ow * g->s + j;
+        }
+    }
+    return best;
+}
+
+static int max_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
+                   vikt_tensor *out) {
+    (void)m, (void)n;
+    pool_geom g;
+    geometry(in[0], args, &g);
+    for (int64_t p = 0; p < g.planes; p++) {
+        const float *plane = in[0]->data + p * g.H * g.W;
+        float *y = out->data + p * g.Ho * g.Wo;
+        for (int64_t oh = 0; oh < g.Ho; oh++)
+            for (int64_t ow = 0; ow < g.Wo; ow++)
+                y[oh * g.Wo + ow] = plane[window_argmax(&g, plane, oh, ow)];
+    }
+    return VIKT_OK;
+}
+
+/* The argmax is found again from the input rather than kept from forward:
+ * the search is as cheap as reading a saved index, and it saves the memory. */
+static int max_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
+                   vikt_tensor *out) {
+    (void)n;
+    float *gx = vikt__grad(in[0]);
+    if (!gx) return m->errcode;
+    pool_geom g;
+    geometry(in[0], args, &g);
+    for (int64_t p = 0; p < g.planes; p++) {
+        const float *plane = in[0]->data + p * g.H * g.W;
+        const float *dy = out->grad + p * g.Ho * g.Wo;
+        float *dplane = gx + p * g.H * g.W;
+        for (int64_t oh = 0; oh < g.Ho; oh++)
+            for (int64_t ow = 0; ow < g.Wo; ow++)
+                dplane[window_argmax(&g, plane, oh, ow)] += dy[oh * g.Wo + ow];
+    }
+    return VIKT_OK;
+}
+
+static const vikt__op max_pool_op = {"vikt_max_pool2d", pool_shape, max_fwd, max_bwd};
+
+/* --------------------------------------------------------------- average */
+
+static int avg_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
+                   vikt_tensor *out) {
+    (void)m, (void)n;
+    pool_geom g;
+    geometry(in[0], args, &g);
+    float count = (float)(g.k * g.k);
+    for (int64_t p = 0; p < g.planes; p++) {
+        const float *plane = in[0]->data + p * g.H * g.W;
+        float *y = out->data + p * g.Ho * g.Wo;
+        for (int64_t oh = 0; oh < g.Ho; oh++)
+            for (int64_t ow = 0; ow < g.Wo; ow++) {
+                float acc = 0.0f;
+                for (int64_t i = 0; i < g.k; i++) {
+                    const float *row = plane + (oh * g.s + i) * g.W + ow * g.s;
+                    for (int64_t j = 0; j < g.k; j++) acc += row[j];
+                }
+                y[oh * g.Wo + ow] = acc / count; /* divided, as PyTorch does */
+            }
+    }
+    return VIKT_OK;
+}
+
+static int avg_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
+                   vikt_tensor *out) {
+    (void)n;
+    float *gx = vikt__grad(in[0]);
+    if (!gx) return m->errcode;
+    pool_geom g;
+    geometry(in[0], args, &g);
+    float count = (float)(g.k * g.k);
+    for (int64_t p = 0; p < g.planes; p++) {
+        const float *dy = out->grad + p * g.Ho * g.Wo;
+        float *dplane = gx + p * g.H * g.W;
+        for (int64_t oh = 0; oh < g.Ho; oh++)
+            for (int64_t ow = 0; ow < g.Wo; ow++) {
+                float d = dy[oh * g.Wo + ow] / count;
+                for (int64_t i = 0; i < g.k; i++) {
+                    float *row = dplane + (oh * g.s + i) * g.W + ow * g.s;
+                    for (int64_t j = 0; j < g.k; j++) row[j] += d;
+                }
+            }
+    }
+    return VIKT_OK;
+}
+
+static const vikt__op avg_pool_op = {"vikt_avg_pool2d", pool_shape, avg_fwd, avg_bwd};
+
+static vikt_tensor *pool(vikt_model *m, const vikt__op *op, vikt_tensor *x, int64_t kernel,
+                         int64_t stride) {
+    vikt__args args;
+    memset(&args, 0, sizeof args);
+    args.i[0] = kernel;
+    args.i[1] = stride;
+    return vikt__apply(m, op, &x, 1, &args);
+}
+
+vikt_tensor *vikt_max_pool2d(vikt_model *m, vikt_tensor *x, int64_t kernel, int64_t stride) {
+    return pool(m, &max_pool_op, x, kernel, stride);
+}
+
+vikt_tensor *vikt_avg_pool2d(vikt_model *m, vikt_tensor *x, int64_t kernel, int64_t stride) {
+    return pool(m, &avg_pool_op, x, kernel, stride);
+}
