@@ -4,6 +4,7 @@
 #   make demo       the main job: train two parameters, then an MLP on digits
 #   make check      the test suite (installs cmocka with apt-get when root)
 #   make check-asan the suite under AddressSanitizer + UBSan
+#   make check-fuzz libFuzzer on the safetensors loader for FUZZ_TIME (60) seconds
 #   make check-neon the suite cross-compiled for aarch64, run under qemu
 #   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
 #   make docs       API docs with Doxygen; any warning fails
@@ -57,7 +58,8 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean
+        check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean \
+        fuzz check-fuzz
 
 all: $(LIB)
 
@@ -96,6 +98,12 @@ $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(LIB)
 # test_gemm forces each kernel through internal entry points, so it links the
 # objects rather than the archive (where internal symbols are local).
 $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+# test_io reaches the files layer's internals (fault injection) and
+# test_fuzz_replay runs the fuzz target over its corpus: objects, not archive.
+$(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
@@ -154,6 +162,27 @@ check-valgrind: check-deps
 	  CFLAGS="-O1 -g" $(patsubst test/%.c,build/valgrind/test/%,$(TEST_SRCS))
 	@VIKT_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
 	  sh tools/run-tests.sh $(patsubst test/%.c,build/valgrind/test/%,$(TEST_SRCS))
+
+# --- fuzzing -------------------------------------------------------------------
+# libFuzzer on the safetensors reader and loader (test/fuzz/fuzz_safetensors.c):
+# `make fuzz` builds build/fuzz/fuzz_safetensors with clang, ASan and UBSan;
+# `make check-fuzz` runs it FUZZ_TIME seconds from the committed seeds (new
+# inputs go to build/fuzz/corpus, crashes to build/fuzz/). Every run-tests
+# replays the seeds without clang (test_fuzz_replay).
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build/fuzz LIBOUT=build/fuzz/lib CC=$(FUZZ_CC) \
+	  CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/fuzz_safetensors
+
+$(BUILD)/fuzz_safetensors: test/fuzz/fuzz_safetensors.c $(OBJS)
+	$(CC) $(CPPFLAGS) -std=c11 $(WARN) -Iinclude $(CFLAGS) -fsanitize=fuzzer $^ -lm -pthread -o $@
+
+check-fuzz: fuzz
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_safetensors -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus test/fixtures/safetensors
 
 # --- examples and the demo ---------------------------------------------------
 $(BUILD)/examples/%: examples/%.c $(LIB)

@@ -33,6 +33,12 @@
  * threads at the same time; one model and everything made from it belongs to
  * one thread at a time.
  *
+ * @section files_io Files
+ *
+ * vikt_save() and vikt_load() keep parameters and buffers in safetensors
+ * files that PyTorch reads and writes, crash-safely and with a strict,
+ * fuzzed reader; see @ref file_format.
+ *
  * @section example Example
  *
  * @code
@@ -1401,6 +1407,179 @@ VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
  * @param[in] opt The optimizer, or NULL (nothing happens).
  */
 VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
+
+/* ------------------------------------------------------------------ files */
+
+/**
+ * @page file_format Files: the safetensors format and on-disk guarantees
+ *
+ * vikt stores parameters in **safetensors**, the format PyTorch and Hugging
+ * Face users exchange weights in: an unsigned 64-bit little-endian header
+ * length N, N bytes of UTF-8 JSON `{name: {"dtype", "shape", "data_offsets":
+ * [begin, end]}, "__metadata__": {string: string}}`, then the data section,
+ * row-major and little-endian.
+ *
+ * @section file_format_write What vikt_save() writes
+ *
+ * - Every parameter, then every buffer, in creation order, as `F32`, with
+ *   PyTorch's names and layouts (a dense weight "fc1.weight" is
+ *   [out, in], as in torch.nn.Linear), so the file loads into the equivalent
+ *   torch.nn module with `load_state_dict`.
+ * - The header padded with spaces so the data starts at a multiple of 8.
+ * - Metadata `"format": "pt"`; `"vikt.crc32c.<name>"`: the CRC32C
+ *   (Castagnoli polynomial 0x1EDC6F41) of each tensor's bytes as 8 lowercase
+ *   hex digits; `"vikt.kind.<name>": "buffer"` for each buffer.
+ * - The same model gives the same bytes.
+ *
+ * @section file_format_read What vikt_load() reads
+ *
+ * - `F32`, `F16` and `BF16` (converted exactly to float32) and `F64` (rounded
+ *   to the nearest float32). Files of every safetensors dtype parse; a tensor
+ *   of another dtype, or of rank above 4, cannot go into a model and counts
+ *   as mismatched.
+ * - Files written by PyTorch, Hugging Face or any conforming writer, with or
+ *   without vikt's metadata; a tensor with a `vikt.crc32c.<name>` entry has
+ *   its data checked before anything is loaded, so a flipped bit is
+ *   ::VIKT_ERR_FORMAT naming the tensor, not weights trained on.
+ * - Tensors whose `vikt.kind.<name>` is neither "parameter" nor "buffer"
+ *   (reserved for checkpoints) are left alone and counted as
+ *   ::VIKT_LOAD_IGNORED.
+ *
+ * @section file_format_strict A strict reader
+ *
+ * Every file is validated in full before any value is used, and a malformed
+ * one is ::VIKT_ERR_FORMAT with a message naming the file and the problem:
+ * a file shorter than 8 bytes; a header length that overflows 8 + N, is above
+ * 100,000,000 bytes or runs past the end of the file; a header that is not
+ * UTF-8, not JSON, nested more than 64 deep or not an object; an empty or
+ * duplicate name; an unknown dtype; a missing, repeated or unknown field; a
+ * shape that is not non-negative integers or whose element count overflows;
+ * a byte span other than elements × dtype size; offsets that do not start at
+ * 0, are reversed, overlap, leave a gap, or do not end exactly at the end of
+ * the file (a truncated file); metadata that is not string to string, or
+ * vikt metadata naming no tensor. A failed read is ::VIKT_ERR_IO. Reading
+ * never crashes, never reads outside the file, and allocates at most the
+ * header's length (never more than the file's size) plus 128 KiB, besides
+ * the tensors it creates. The reader is fuzzed with libFuzzer.
+ *
+ * @section file_format_crash Crash-safe saving
+ *
+ * vikt_save() writes a new file "<path>.tmp-XXXXXX" in the target
+ * directory, fsyncs it, renames it over @p path and fsyncs the directory.
+ * A failed write, fsync, close or rename removes the temporary and leaves
+ * the previous file byte for byte as it was; only a failure of the final
+ * directory fsync is reported with the new file already in place. A process
+ * killed or a machine losing power mid-save leaves the old file or the new
+ * one, never a mix (a stale temporary may remain and can be deleted). The
+ * new file keeps the old one's permission bits. (POSIX file systems;
+ * Windows is not supported yet.)
+ */
+
+/** @brief How vikt_load() matches a file against a model that already has
+ *         parameters or buffers. */
+typedef enum vikt_load_mode {
+    /** Every name of the model must be in the file with the same shape and a
+     *  float dtype, and the file may hold no other name; otherwise nothing
+     *  is loaded. */
+    VIKT_LOAD_STRICT = 0,
+    /** Load the names that match; report the missing, unexpected and
+     *  mismatched ones (vikt_load_report()) and leave them alone. */
+    VIKT_LOAD_PARTIAL = 1
+} vikt_load_mode;
+
+/** @brief Counts of the last load, read with vikt_load_report_count(). */
+typedef enum vikt_load_stat {
+    VIKT_LOAD_LOADED = 0,     /**< Tensors whose values were copied in (created ones included). */
+    VIKT_LOAD_CREATED = 1,    /**< Of those, tensors created because the model was empty. */
+    VIKT_LOAD_MISSING = 2,    /**< Model tensors the file lacks. */
+    VIKT_LOAD_UNEXPECTED = 3, /**< File tensors the model lacks. */
+    VIKT_LOAD_MISMATCHED = 4, /**< In both with another shape, or a dtype or rank a vikt
+                                   tensor cannot hold. */
+    VIKT_LOAD_IGNORED = 5     /**< File tensors of another kind (see @ref file_format). */
+} vikt_load_stat;
+
+/**
+ * @brief Save every parameter and buffer to a safetensors file, crash-safely.
+ *
+ * See @ref file_format for the format and the guarantees. Nothing in the model
+ * changes; its random generator is not used.
+ * @param[in] m    The model.
+ * @param[in] path The file to create or replace; its directory must exist.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (a name that is not
+ *         UTF-8 or is "__metadata__"), ::VIKT_ERR_NOMEM or ::VIKT_ERR_IO;
+ *         on failure the previous file is untouched and the model's error
+ *         message names the file and the failed step.
+ */
+VIKT_API int vikt_save(vikt_model *m, const char *path);
+
+/**
+ * @brief Load parameters and buffers from a safetensors file by name.
+ *
+ * Into a model without parameters or buffers, every tensor of the file is
+ * created (a parameter that requires a gradient, or a buffer when the file
+ * says so) with the file's values; layers called afterwards find them by
+ * name, so the shapes they ask for must match. Into any other model, values
+ * are copied into the tensors of the same name, as @p mode says; the model
+ * is never extended.
+ *
+ * Nothing changes unless the load succeeds: the file is validated, names
+ * and shapes are matched and every CRC32C is checked (a first read of the
+ * data) before any value is copied (a second read). Only a read error during
+ * that second read, or the file changing between the two, can leave existing
+ * tensors partly loaded (::VIKT_ERR_IO or ::VIKT_ERR_FORMAT; created ones are
+ * removed). The report (vikt_load_report()) and the counts are replaced on
+ * every call, failed ones included.
+ * @param[in] m    The model.
+ * @param[in] path The file.
+ * @param[in] mode ::VIKT_LOAD_STRICT or ::VIKT_LOAD_PARTIAL.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (unknown mode);
+ *         ::VIKT_ERR_FORMAT (a malformed or corrupt file, or in strict mode a
+ *         dtype the model cannot hold); ::VIKT_ERR_IO; ::VIKT_ERR_NOMEM; in
+ *         strict mode ::VIKT_ERR_NOT_FOUND (a missing or unexpected name) or
+ *         ::VIKT_ERR_SHAPE (a shape mismatch), for the first problem found.
+ */
+VIKT_API int vikt_load(vikt_model *m, const char *path, vikt_load_mode mode);
+
+/**
+ * @brief vikt_load() from a safetensors file already in memory (a game's
+ *        asset pack, a network buffer, a file mapped by the caller).
+ * @param[in] m    The model.
+ * @param[in] data @p size bytes, only read during the call (borrowed); may be
+ *                 NULL when @p size is 0.
+ * @param[in] size Bytes at @p data.
+ * @param[in] mode ::VIKT_LOAD_STRICT or ::VIKT_LOAD_PARTIAL.
+ * @return As vikt_load(); messages name the file "<memory>".
+ */
+VIKT_API int vikt_load_buffer(vikt_model *m, const void *data, size_t size,
+                              vikt_load_mode mode);
+
+/**
+ * @brief The report of the last vikt_load() or vikt_load_buffer(), like
+ *        snprintf.
+ *
+ * The first line is the error of a failed load, or a summary ("vikt_load:
+ * PATH: loaded 4 tensors (59 values), created 0; 1 missing, ..."). One line
+ * follows per problem, in the form `missing NAME  parameter 10x32, not in the
+ * file`, `unexpected NAME  file 5x32 F32, not in the model` or `mismatched
+ * NAME  file 32x64 F32, model parameter 32x128`. The text is kept to 64 KiB
+ * (a last line says how many lines were left out); the counts are exact.
+ * @param[in]  m    The model.
+ * @param[out] buf  Receives at most @p size bytes, NUL-terminated; may be
+ *                  NULL when @p size is 0.
+ * @param[in]  size Capacity of @p buf.
+ * @return The length of the whole report (excluding the NUL; truncated if
+ *         this is >= @p size), 0 before any load, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_load_report(const vikt_model *m, char *buf, size_t size);
+
+/**
+ * @brief A count of the last load.
+ * @param[in] m    The model.
+ * @param[in] stat A ::vikt_load_stat.
+ * @return The count (0 before any load), ::VIKT_ERR_NULL or ::VIKT_ERR_ARG
+ *         (unknown @p stat).
+ */
+VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,7 @@ void vikt_model_destroy(vikt_model *m) {
     vikt__arena_release(m, &m->arena);
     vikt__pool_destroy(m, m->pool);
     vikt__gemm_release(m);
+    vikt__io_release(m);
     vikt_allocator a = m->allocator;
     a.free(a.ud, m, sizeof *m);
 }

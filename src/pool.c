@@ -50,7 +50,7 @@ struct vikt__pool {
     pthread_cond_t done;            /* pending reached 0 (under mu) */
     _Atomic uint64_t generation;    /* incremented for every job */
     atomic_int quit;
-    atomic_int pending;             /* worker tasks of the job not yet finished */
+    atomic_int pending;             /* workers that have not finished the job */
     int ntasks;                     /* tasks of the current job */
     vikt__task_fn fn;
     void *arg;
@@ -82,8 +82,11 @@ static void *worker_main(void *p) {
         }
         if (atomic_load(&pool->quit)) break;
         seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        if (w->index >= pool->ntasks) continue; /* not needed for this job */
-        pool->fn(pool->arg, w->index);
+        /* Every worker acknowledges every job, also one it has no task in:
+         * otherwise the caller could start the next job while a skipping
+         * worker still reads this one's fields, and it would run a task of
+         * the new job under the old generation, then again. */
+        if (w->index < pool->ntasks) pool->fn(pool->arg, w->index);
         if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&pool->mu); /* the caller may be asleep on done */
             pthread_cond_signal(&pool->done);
@@ -162,7 +165,7 @@ void vikt__pool_run(vikt__pool *pool, int ntasks, vikt__task_fn fn, void *arg) {
     pool->fn = fn;
     pool->arg = arg;
     pool->ntasks = ntasks;
-    atomic_store_explicit(&pool->pending, ntasks - 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->pending, pool->nworkers, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     pthread_mutex_lock(&pool->mu); /* wake the workers that went to sleep */
     pthread_cond_broadcast(&pool->wake);

@@ -151,7 +151,13 @@ struct vikt_model {
     struct vikt__pool *pool;
     int nthreads;
     struct vikt__gemm_ws *gemm_ws;
+    /* Files (src/io/): the last load's report and the tests' fault hook;
+     * NULL until a save or load needs it. */
+    struct vikt__io_state *io;
 };
+
+/* Free the model's file state (src/io/file.c). */
+void vikt__io_release(vikt_model *m);
 
 /* Record err (if none is held) with a printf-style message; returns err. */
 int vikt__fail(vikt_model *m, int err, const char *fmt, ...)

@@ -1,31 +1,38 @@
 /* AVX-512F GEMM kernel (x86-64), compiled with -mavx512f -mfma for this file
  * only and chosen at run time by dispatch.c.
  *
- * Register tile 12 x 32: 12 rows of C, two 16-float zmm vectors per row, so
- * 24 accumulators + 2 vectors of B + 1 broadcast of A = 27 of the 32 zmm
- * registers. Each k step loads 2 vectors of B (packed, aligned), broadcasts
- * 12 values of A and issues 24 FMAs: 12 cycles of work for both FMA ports,
- * 14 loads (well under the 2 loads/cycle limit), and 24 independent
- * accumulator chains hide the 4-cycle FMA latency with room to spare.
- * Alternatives measured on the development Xeon (docs/performance.md): 6 x 64
- * streams twice the B bytes per FMA from L2 and 14 x 32 wastes more of the
- * edge tile on the MLP shapes (M = 64 is 5 x 12 + 4, 4 x 14 + 8).
+ * Register tile 8 x 32: 8 rows of C, two 16-float zmm vectors per row, so
+ * 16 accumulators + 2 vectors of B + 1 broadcast of A. Each k step loads 2
+ * vectors of B (packed, aligned), broadcasts 8 values of A and issues 16
+ * FMAs: 8 cycles for the two 512-bit FMA ports of Intel server cores, 10
+ * loads (the 2-3 load ports have room), and 16 independent chains cover the
+ * 4-cycle FMA latency (8 needed). Measured on the development Xeon (Emerald
+ * Rapids, single thread, best of 5; GFLOP/s for MR = 8 / 12 / 14, NR = 32):
  *
- * Blocking: KC = 384, so an A panel (12 x 384 x 4 B = 18 KB) sits in the
- * 48 KB L1 next to the B panel being streamed (32 x 384 x 4 B = 48 KB, read
- * once per micro-kernel call); NC = 1536, so the packed B block (384 x 1536
- * x 4 B = 2.25 MB) fits the 2 MB L2 of Sapphire/Emerald Rapids as nearly as
- * possible while leaving tall products with few NC blocks (A is repacked once
- * per NC block). Blocks are equalized (see gemm_driver.h).
+ *     64^3   144 / 130 / 128      64x256x784 NN  139 / 133 / 133
+ *     128^3  150 / 144 / 136      784x256x64 TN  159 / 156 / 157
+ *     256^3  159 / 155 / 152      64x784x256 NT  133 / 130 / 129
+ *     1024^3 150 / 150 / 150
+ *
+ * Taller tiles load less per FMA but waste more of the last row panel
+ * (M = 64 is 5 x 12 + 4 rows) and hold more registers; on this core loads
+ * are not the limit, so 8 rows win or tie everywhere.
+ *
+ * Blocking: KC = 384, so an A panel (8 x 384 x 4 B = 12 KB) stays in the
+ * 48 KB L1 while B panels (32 x 384 x 4 B = 48 KB, read once per call)
+ * stream past it; NC = 768, so the packed B block (384 x 768 x 4 B = 1.2 MB)
+ * stays in the 2 MB L2 next to the streams of A and C. Blocks of 2.3 MB and
+ * more lost 20-30 % at 1024^2 and 2048^2; 1-1.5 MB blocks (KC 256-448) were
+ * all within 2 %. Blocks are equalized (see gemm_driver.h).
  *
  * Buffers: no allocation here. The driver's packing buffer (KC x NC + MR x KC
- * floats, at most 2.3 MB per thread) is the model's, allocated once by
- * dispatch.c through the model's allocator and reused by every later product;
- * a stack buffer of that size would overflow the small stacks of embedded
- * hosts and worker threads.
+ * floats, at most 1.2 MB per thread) is the model's, allocated once by
+ * dispatch.c through the model's allocator and reused by every later
+ * product; a stack buffer of that size would overflow the small stacks of
+ * embedded hosts and worker threads.
  *
  * Edges: rows past M use a micro-kernel instantiated for exactly mr rows
- * (1..12, all from one always-inline body, so the arithmetic per element is
+ * (1..8, all from one always-inline body, so the arithmetic per element is
  * identical); columns past N use masked loads and stores, which neither read
  * nor write the padding of a leading dimension. */
 #include "gemm.h"
@@ -41,7 +48,7 @@
 #define GK_KC 384
 #endif
 #ifndef GK_NC
-#define GK_NC 1536
+#define GK_NC 768
 #endif
 #define GK_PREFIX avx512_
 
@@ -137,6 +144,44 @@ GK_INLINE void micro_body(const int MRV, int nr, int64_t kc, const float *ap, co
 #undef STORE
 }
 
+/* The same micro-kernel reading A and B where they are (no packing): row r
+ * of op(A) at a + r·rsa with step csa along k, op(B) rows at b with stride
+ * ldb (only for op(B) = B), edge columns through masked loads. The FMAs and
+ * stores are those of micro_body, so both give identical results. */
+GK_INLINE void direct_body(const int MRV, int nr, int64_t kc, const float *a, int64_t rsa,
+                           int64_t csa, const float *b, int64_t ldb, float *c, int64_t ldc,
+                           float alpha, float beta, int first) {
+#define DECL(r)                                                                     \
+    __m512 c##r##_0 = _mm512_setzero_ps(), c##r##_1 = _mm512_setzero_ps();         \
+    const float *a##r = a + (MRV > r ? r : 0) * rsa;
+    ROWS(DECL)
+#undef DECL
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
+                         : nr <= 16 ? (__mmask16)0
+                                    : (__mmask16)((1u << (nr - 16)) - 1);
+    int64_t ka = 0;
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#define FMA(r)                                        \
+    if (MRV > r) {                                    \
+        const __m512 x = _mm512_set1_ps(a##r[ka]);    \
+        c##r##_0 = _mm512_fmadd_ps(x, b0, c##r##_0);  \
+        c##r##_1 = _mm512_fmadd_ps(x, b1, c##r##_1);  \
+    }
+        ROWS(FMA)
+#undef FMA
+        ka += csa;
+        b += ldb;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const int mode = !first ? 2 : beta == 0.0f ? 0 : 1;
+#define STORE(r) \
+    if (MRV > r) store_row(c + r * ldc, c##r##_0, c##r##_1, va, vb, mode, m0, m1);
+    ROWS(STORE)
+#undef STORE
+}
+
 #define MICRO(n)                                                                              \
     static void micro_##n(int nr, int64_t kc, const float *ap, const float *bp, float *c,    \
                           int64_t ldc, float alpha, float beta, int first) {                 \
@@ -178,6 +223,34 @@ static void gk_micro(int mr, int nr, int64_t kc, const float *ap, const float *b
                      int64_t ldc, float alpha, float beta, int first) {
     micro_by_rows[mr](nr, kc, ap, bp, c, ldc, alpha, beta, first);
 }
+
+#define DIRECT(n)                                                                             \
+    static void direct_##n(int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,     \
+                           const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,  \
+                           float beta, int first) {                                          \
+        direct_body(n, nr, kc, a, rsa, csa, b, ldb, c, ldc, alpha, beta, first);             \
+    }
+DIRECT(1)
+DIRECT(2)
+DIRECT(3)
+DIRECT(4)
+DIRECT(5)
+DIRECT(6)
+DIRECT(7)
+DIRECT(8)
+#undef DIRECT
+
+typedef void (*direct_fn)(int, int64_t, const float *, int64_t, int64_t, const float *, int64_t,
+                          float *, int64_t, float, float, int);
+static const direct_fn direct_by_rows[9] = {NULL,     direct_1, direct_2, direct_3, direct_4,
+                                            direct_5, direct_6, direct_7, direct_8};
+
+static void gk_direct(int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+                      const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
+                      float beta, int first) {
+    direct_by_rows[mr](nr, kc, a, rsa, csa, b, ldb, c, ldc, alpha, beta, first);
+}
+#define GK_HAVE_DIRECT 1
 
 #include "gemm_driver.h"
 

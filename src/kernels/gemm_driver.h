@@ -9,6 +9,12 @@
  *   gk_tr4(src, lds, dst, ldd)
  *                      transpose a 4x4 block of floats
  *   gk_tr8 (optional, with GK_HAVE_TR8) the same for 8x8
+ *   gk_direct(mr, nr, kc, a, rsa, csa, b, ldb, c, ldc, alpha, beta, first)
+ *                      (optional, with GK_HAVE_DIRECT) the micro-kernel on
+ *                      unpacked operands: row r of op(A) at a + r·rsa, step
+ *                      csa along k; op(B) = B rows at b, stride ldb. It must
+ *                      do the same FMAs and stores as gk_micro, so results do
+ *                      not depend on which path ran.
  *
  * and then includes this file, so every function here is compiled with that
  * file's instruction-set flags and nothing else sees it (all are static).
@@ -32,7 +38,16 @@
  * 384 + 384 + 16): fewer thin blocks, and the cut depends on K and N only.
  *
  * The first K block stores alpha·acc + beta·C (alpha·acc alone when beta = 0,
- * so NaN in C is ignored); later blocks add alpha·acc. */
+ * so NaN in C is ignored); later blocks add alpha·acc.
+ *
+ * Tiny products (at most 2^16 multiply-adds) with op(B) = B skip packing
+ * when the kernel has a direct micro-kernel (gk_direct): it broadcasts A and
+ * loads B where they are, with the same K blocks, FMAs and stores.
+ *
+ * Every element of C is therefore computed by one fixed sequence of
+ * instructions that depends on K alone (the K blocks), not on where its tile
+ * starts, whether the tile is full, or which path ran: cutting C into blocks
+ * for threads changes no bit of the result. */
 
 #include <string.h>
 
@@ -96,7 +111,24 @@ static void GK_FN(pack_cols)(int R, int rv, int64_t kc, const float *src, int64_
     }
 }
 
+#ifndef GK_DIRECT_MAX_MNK
+#define GK_DIRECT_MAX_MNK 65536
+#endif
+
+/* Tiny products with op(B) = B skip packing (GK_HAVE_DIRECT): below about
+ * 40^3 multiply-adds packing costs more than it saves (16^3: 2x faster
+ * direct; 64^3: 8 % slower direct, on the development Xeon). */
+static int GK_FN(direct)(const vikt__gemm_job *j) {
+#ifdef GK_HAVE_DIRECT
+    return !j->tb && j->M * j->N <= GK_DIRECT_MAX_MNK / j->K;
+#else
+    (void)j;
+    return 0;
+#endif
+}
+
 static size_t GK_FN(ws_floats)(const vikt__gemm_job *j) {
+    if (GK_FN(direct)(j)) return 0;
     int64_t kc = GK_FN(block)(j->K, GK_KC, 8);
     int64_t nc = GK_FN(block)(j->N, GK_NC, GK_NR);
     nc = GK_FN(ceil_div)(nc, GK_NR) * GK_NR;
@@ -107,6 +139,24 @@ static size_t GK_FN(ws_floats)(const vikt__gemm_job *j) {
 static void GK_FN(run)(const vikt__gemm_job *j, float *ws) {
     const int64_t M = j->M, N = j->N, K = j->K;
     const int64_t KB = GK_FN(block)(K, GK_KC, 8), NB = GK_FN(block)(N, GK_NC, GK_NR);
+#ifdef GK_HAVE_DIRECT
+    if (GK_FN(direct)(j)) {
+        const int64_t rsa = j->ta ? 1 : j->lda, csa = j->ta ? j->lda : 1;
+        for (int64_t pc = 0; pc < K; pc += KB) {
+            const int64_t kc = K - pc < KB ? K - pc : KB;
+            for (int64_t ic = 0; ic < M; ic += GK_MR) {
+                int mr = M - ic < GK_MR ? (int)(M - ic) : GK_MR;
+                const float *a = j->A + ic * rsa + pc * csa;
+                for (int64_t jr = 0; jr < N; jr += GK_NR) {
+                    int nr = N - jr < GK_NR ? (int)(N - jr) : GK_NR;
+                    gk_direct(mr, nr, kc, a, rsa, csa, j->B + pc * j->ldb + jr, j->ldb,
+                              j->C + ic * j->ldc + jr, j->ldc, j->alpha, j->beta, pc == 0);
+                }
+            }
+        }
+        return;
+    }
+#endif
     float *bp = ws;
     float *ap = ws + GK_FN(ceil_div)(KB * GK_FN(ceil_div)(NB, GK_NR) * GK_NR, 16) * 16;
     for (int64_t jc = 0; jc < N; jc += NB) {

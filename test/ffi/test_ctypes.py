@@ -178,6 +178,12 @@ SIGNATURES = {
     "vikt_optimizer_get": (c_int, [Optimizer, vikt_optim_param, POINTER(ctypes.c_double)]),
     "vikt_optimizer_step": (c_int, [Optimizer]),
     "vikt_optimizer_destroy": (None, [Optimizer]),
+    # files
+    "vikt_save": (c_int, [Model, c_char_p]),
+    "vikt_load": (c_int, [Model, c_char_p, c_int]),
+    "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
+    "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
+    "vikt_load_report_count": (c_int64, [Model, c_int]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -587,6 +593,38 @@ def allocator_failure(lib):
             break
         n += 1
         expect(n < 1000, "never succeeded")
+
+
+@test
+def files_round_trip(lib):
+    """vikt_save, vikt_load, vikt_load_buffer and the report through ctypes."""
+    import tempfile
+    VIKT_LOAD_STRICT, VIKT_LOAD_PARTIAL, VIKT_LOAD_LOADED, VIKT_LOAD_MISSING = 0, 1, 0, 2
+    a, b = Model(), Model()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(a)) == VIKT_OK, "model_create")
+    expect(lib.vikt_model_create(None, 2, ctypes.byref(b)) == VIKT_OK, "model_create")
+    try:
+        w = lib.vikt_param(a, b"fc.weight", 2, shape(2, 3), VIKT_INIT_ZEROS)
+        lib.vikt_tensor_copy_in(w, floats(1, 2, 3, 4, 5, 6), 6)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.safetensors").encode()
+            expect(lib.vikt_save(a, path) == VIKT_OK, "vikt_save: " + errmsg(lib, a))
+            expect(lib.vikt_load(b, path, VIKT_LOAD_STRICT) == VIKT_OK, "vikt_load: " + errmsg(lib, b))
+            blob = open(path, "rb").read()
+        got = lib.vikt_tensor_data(lib.vikt_param_find(b, b"fc.weight"))
+        expect([got[i] for i in range(6)] == [1, 2, 3, 4, 5, 6], "loaded values")
+        n = lib.vikt_load_report(b, None, 0)
+        buf = ctypes.create_string_buffer(n + 1)
+        expect(lib.vikt_load_report(b, buf, n + 1) == n and b"loaded 1 tensors" in buf.value, "report")
+        expect(lib.vikt_load_report_count(b, VIKT_LOAD_LOADED) == 1, "count")
+        lib.vikt_param(b, b"extra", 1, shape(2), VIKT_INIT_ZEROS)
+        expect(lib.vikt_load_buffer(b, blob, len(blob), VIKT_LOAD_PARTIAL) == VIKT_OK, "load_buffer")
+        expect(lib.vikt_load_report_count(b, VIKT_LOAD_MISSING) == 1, "missing count")
+        expect(lib.vikt_load_buffer(b, blob[:-1], len(blob) - 1, VIKT_LOAD_PARTIAL) == -8,
+               "a truncated buffer is VIKT_ERR_FORMAT")
+    finally:
+        lib.vikt_model_destroy(a)
+        lib.vikt_model_destroy(b)
 
 
 def main():

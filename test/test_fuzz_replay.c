@@ -1,0 +1,106 @@
+/* The fuzz target (test/fuzz/fuzz_safetensors.c) over its seed corpus and
+ * every safetensors fixture, in every normal test run: the fuzzer's checks
+ * without needing clang. With file arguments it replays those instead, e.g.
+ * a crash the fuzzer found:  build/test/test_fuzz_replay crash-1234 */
+#define _POSIX_C_SOURCE 200809L
+
+#include "support.h"
+
+#include "fuzz/fuzz_safetensors.c"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int replay_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    /* An exactly sized copy, so reading one byte too far is caught by
+     * valgrind and ASan. */
+    uint8_t *exact = malloc(got ? got : 1);
+    memcpy(exact, buf, got);
+    free(buf);
+    LLVMFuzzerTestOneInput(exact, got);
+    free(exact);
+    return 1;
+}
+
+static int replay_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) fail_msg("cannot open %s (run from the repository root)", dir);
+    int n = 0;
+    char path[1024];
+    for (struct dirent *e; (e = readdir(d));) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) n += replay_file(path);
+    }
+    closedir(d);
+    return n;
+}
+
+static void seed_corpus(void **state) {
+    (void)state;
+    int n = replay_dir("test/fuzz/corpus");
+    print_message("replayed %d seeds\n", n);
+    assert_true(n >= 10);
+}
+
+static void fixtures(void **state) {
+    (void)state;
+    int n = replay_dir("test/fixtures/safetensors");
+    print_message("replayed %d fixtures\n", n);
+    assert_true(n >= 50);
+}
+
+/* Every prefix of a valid file (each truncation point) and every single
+ * bit flip of its header: the fuzzer's first mutations, done exhaustively. */
+static void truncations_and_bit_flips(void **state) {
+    (void)state;
+    FILE *f = fopen("test/fuzz/corpus/vikt_style", "rb");
+    assert_non_null(f);
+    uint8_t buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 100 && n < sizeof buf);
+    for (size_t len = 0; len <= n; len++) {
+        uint8_t *exact = malloc(len ? len : 1);
+        memcpy(exact, buf, len);
+        LLVMFuzzerTestOneInput(exact, len);
+        free(exact);
+    }
+    size_t header = 8 + (size_t)buf[0] + ((size_t)buf[1] << 8);
+    for (size_t i = 0; i < header && i < n; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            buf[i] ^= (uint8_t)(1u << bit);
+            LLVMFuzzerTestOneInput(buf, n);
+            buf[i] ^= (uint8_t)(1u << bit);
+        }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        for (int i = 1; i < argc; i++) {
+            if (!replay_file(argv[i])) {
+                fprintf(stderr, "cannot read %s\n", argv[i]);
+                return 1;
+            }
+            printf("replayed %s\n", argv[i]);
+        }
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(seed_corpus),
+        cmocka_unit_test(fixtures),
+        cmocka_unit_test(truncations_and_bit_flips),
+    };
+    return cmocka_run_group_tests_name("fuzz_replay", tests, NULL, NULL);
+}
