@@ -115,28 +115,7 @@ GK_INLINE void micro_body(const int MRV, int nr, int64_t kc, const float *ap, co
 #undef STORE
 }
 
-#define MICRO(n)                                                                              \
-    static void micro_##n(int nr, int64_t kc, const float *ap, const float *bp, float *c,    \
-                          int64_t ldc, float alpha, float beta, int first) {                 \
-        micro_body(n, nr, kc, ap, bp, c, ldc, alpha, beta, first);                           \
-    }
-MICRO(1)
-MICRO(2)
-MICRO(3)
-MICRO(4)
-MICRO(5)
-MICRO(6)
-#undef MICRO
-
-typedef void (*micro_fn)(int, int64_t, const float *, const float *, float *, int64_t, float,
-                         float, int);
-static const micro_fn micro_by_rows[GK_MR + 1] = {NULL,    micro_1, micro_2, micro_3,
-                                                  micro_4, micro_5, micro_6};
-
-static void gk_micro(int mr, int nr, int64_t kc, const float *ap, const float *bp, float *c,
-                     int64_t ldc, float alpha, float beta, int first) {
-    micro_by_rows[mr](nr, kc, ap, bp, c, ldc, alpha, beta, first);
-}
+#include "gemm_micro.h"
 
 #include "gemm_driver.h"
 

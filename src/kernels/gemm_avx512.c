@@ -152,47 +152,7 @@ GK_INLINE void direct_body(const int MRV, int nr, int64_t kc, const float *a, in
 #undef STORE
 }
 
-#define MICRO(n)                                                                              \
-    static void micro_##n(int nr, int64_t kc, const float *ap, const float *bp, float *c,    \
-                          int64_t ldc, float alpha, float beta, int first) {                 \
-        micro_body(n, nr, kc, ap, bp, c, ldc, alpha, beta, first);                           \
-    }
-MICRO(1)
-MICRO(2)
-MICRO(3)
-MICRO(4)
-MICRO(5)
-MICRO(6)
-MICRO(7)
-MICRO(8)
-#if GK_MR > 8
-MICRO(9)
-MICRO(10)
-MICRO(11)
-MICRO(12)
-#endif
-#if GK_MR > 12
-MICRO(13)
-MICRO(14)
-#endif
-#undef MICRO
-
-typedef void (*micro_fn)(int, int64_t, const float *, const float *, float *, int64_t, float,
-                         float, int);
-static const micro_fn micro_by_rows[GK_MR + 1] = {
-    NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8,
-#if GK_MR > 8
-    micro_9, micro_10, micro_11, micro_12,
-#endif
-#if GK_MR > 12
-    micro_13, micro_14,
-#endif
-};
-
-static void gk_micro(int mr, int nr, int64_t kc, const float *ap, const float *bp, float *c,
-                     int64_t ldc, float alpha, float beta, int first) {
-    micro_by_rows[mr](nr, kc, ap, bp, c, ldc, alpha, beta, first);
-}
+#include "gemm_micro.h"
 
 #define DIRECT(n)                                                                             \
     static void direct_##n(int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,     \
