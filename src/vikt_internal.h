@@ -236,9 +236,10 @@ vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *
 /* C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is MxK, op(B) is KxN.
  * beta = 0 ignores C's old contents (NaN included); alpha = 0 reads neither A
  * nor B (the BLAS contract). Runs the kernel dispatch.c chose on the model's
- * threads; returns VIKT_OK, or VIKT_ERR_NOMEM (nothing recorded, C
- * unchanged) when a packing buffer cannot be allocated. */
-int vikt__gemm(vikt_model *m, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+ * threads; returns VIKT_OK, or VIKT_ERR_NOMEM (recorded naming opname and
+ * the product, C unchanged) when a packing buffer cannot be allocated. */
+int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int64_t M,
+               int64_t N, int64_t K,
                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc);
 /* Free the model's packing buffers (they are made again on next use). */

@@ -270,9 +270,14 @@ int vikt__gemm_run(vikt_model *m, const vikt__gemm_kernel *k, const vikt__gemm_j
     return VIKT_OK;
 }
 
-int vikt__gemm(vikt_model *m, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-               float alpha, const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-               float *C, int64_t ldc) {
+int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int64_t M,
+               int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float beta, float *C, int64_t ldc) {
     vikt__gemm_job j = {trans_a != 0, trans_b != 0, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
-    return vikt__gemm_run(m, vikt__gemm_kernel_default(), &j);
+    int rc = vikt__gemm_run(m, vikt__gemm_kernel_default(), &j);
+    if (rc)
+        return vikt__fail(m, rc, "%s: out of memory for the packing buffers of a %lldx%lldx%lld "
+                                 "product",
+                          opname, (long long)M, (long long)N, (long long)K);
+    return VIKT_OK;
 }

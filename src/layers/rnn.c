@@ -346,21 +346,10 @@ typedef struct rnn_params {
     vikt_tensor *w_ih, *w_hh, *b_ih, *b_hh;
 } rnn_params;
 
-/* One parameter; an existing one of another shape is an error naming the
- * layer call, so a changed input or hidden size is easy to spot. */
+/* One parameter; vikt__layer_param reports an existing one of another shape
+ * naming this layer call, so a changed input or hidden size is easy to spot. */
 static vikt_tensor *rnn_param(vikt_model *m, const char *op, const char *layer,
                               const char *suffix, int rank, const int64_t *shape, float bound) {
-    char full[VIKT__NAME_MAX];
-    if (vikt__sub_name(m, op, layer, suffix, full)) return NULL;
-    const vikt_tensor *t = vikt_param_find(m, full);
-    int same = !t || t->rank == rank;
-    for (int i = 0; t && same && i < rank; i++) same = t->shape[i] == shape[i];
-    if (!same) {
-        char have[VIKT__SHAPE_STR], want[VIKT__SHAPE_STR];
-        vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' exists as %s, this call needs %s", op, full,
-                   vikt__shape_str(t, have), vikt__dims_str(rank, shape, want));
-        return NULL;
-    }
     return vikt__layer_param(m, op, layer, suffix, rank, shape, VIKT__FILL_UNIFORM, bound);
 }
 

@@ -44,16 +44,10 @@ static int is_pointwise(const conv_geom *g) {
     return g->kh == 1 && g->kw == 1 && g->stride == 1 && g->pad == 0;
 }
 
-/* The one place that calls the GEMM, so a change of its interface touches
- * one line. Returns VIKT_OK or an error recorded on the model. */
+/* Every product here is C (+)= op(A)·op(B); errors name vikt_conv2d. */
 static int gemm(vikt_model *m, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    int rc = vikt__gemm(m, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-    if (rc)
-        return vikt__fail(m, rc, "vikt_conv2d: out of memory for the packing buffers of a "
-                                 "%lldx%lldx%lld product",
-                          (long long)M, (long long)N, (long long)K);
-    return m->errcode;
+    return vikt__gemm(m, "vikt_conv2d", ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---------------------------------------------------------- shape check */

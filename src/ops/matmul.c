@@ -53,16 +53,10 @@ static int matmul_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *i
     return VIKT_OK;
 }
 
-/* One product through the internal GEMM; on failure (out of memory for its
- * packing buffers) the error is recorded with the product's size. */
+/* Every product here is C (+)= op(A)·op(B); errors name vikt_matmul. */
 static int gemm(vikt_model *m, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    int rc = vikt__gemm(m, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-    if (rc)
-        return vikt__fail(m, rc, "vikt_matmul: out of memory for the packing buffers of a "
-                                 "%lldx%lldx%lld product",
-                          (long long)M, (long long)N, (long long)K);
-    return VIKT_OK;
+    return vikt__gemm(m, "vikt_matmul", ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 static int matmul_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
