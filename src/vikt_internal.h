@@ -218,6 +218,9 @@ int vikt__sub_name(vikt_model *m, const char *opname, const char *layer, const c
 
 /* A layer's name argument must be a non-empty string. */
 int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_tensor *x);
+/* vikt__check_layer, and x must be a sequence [N, T, D] with D >= 1. */
+int vikt__check_sequence_layer(vikt_model *m, const char *opname, const char *name,
+                               vikt_tensor *x);
 
 /* Ops behind the convolution, normalization and embedding layers (their
  * parameters passed in; errors name the public layer). */

@@ -35,13 +35,8 @@ static vikt_tensor *projection(vikt_model *m, const char *op, const char *name, 
 vikt_tensor *vikt_attention(vikt_model *m, const char *name, vikt_tensor *x, int64_t heads,
                             int causal) {
     static const char op[] = "vikt_attention";
-    if (!m || vikt__check_layer(m, op, name, x)) return NULL;
+    if (!m || vikt__check_sequence_layer(m, op, name, x)) return NULL;
     char s[VIKT__SHAPE_STR];
-    if (x->rank != 3 || x->shape[2] < 1) {
-        vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' needs input [N, T, D] with D >= 1, got %s", op,
-                   name, vikt__shape_str(x, s));
-        return NULL;
-    }
     int64_t N = x->shape[0], T = x->shape[1], D = x->shape[2];
     if (heads < 1 || D % heads != 0) {
         vikt__fail(m, VIKT_ERR_ARG,

@@ -24,6 +24,18 @@ int vikt__check_layer(vikt_model *m, const char *opname, const char *name, vikt_
     return VIKT_OK;
 }
 
+int vikt__check_sequence_layer(vikt_model *m, const char *opname, const char *name,
+                               vikt_tensor *x) {
+    int rc = vikt__check_layer(m, opname, name, x);
+    if (rc) return rc;
+    if (x->rank != 3 || x->shape[2] < 1) {
+        char s[VIKT__SHAPE_STR];
+        return vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' needs input [N, T, D] with D >= 1, got %s",
+                          opname, name, vikt__shape_str(x, s));
+    }
+    return VIKT_OK;
+}
+
 vikt_tensor *vikt__layer_param(vikt_model *m, const char *opname, const char *layer,
                                const char *suffix, int rank, const int64_t *shape,
                                vikt__fill fill, float a) {

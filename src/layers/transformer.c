@@ -12,13 +12,8 @@ static const char *sub(vikt_model *m, const char *op, const char *name, const ch
 vikt_tensor *vikt_transformer_block(vikt_model *m, const char *name, vikt_tensor *x, int64_t heads,
                                     int64_t mlp_hidden, int causal) {
     static const char op[] = "vikt_transformer_block";
-    if (!m || vikt__check_layer(m, op, name, x)) return NULL;
+    if (!m || vikt__check_sequence_layer(m, op, name, x)) return NULL;
     char s[VIKT__SHAPE_STR];
-    if (x->rank != 3 || x->shape[2] < 1) {
-        vikt__fail(m, VIKT_ERR_SHAPE, "%s: '%s' needs input [N, T, D] with D >= 1, got %s", op,
-                   name, vikt__shape_str(x, s));
-        return NULL;
-    }
     int64_t D = x->shape[2];
     if (heads < 1 || D % heads != 0 || mlp_hidden < 1) {
         vikt__fail(m, VIKT_ERR_ARG,
