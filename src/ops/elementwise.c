@@ -175,7 +175,7 @@ UNARY(square, x * x, g * 2.0f * x)
 UNARY(relu, x > 0 ? x : 0.0f, x > 0 ? g : 0.0f)
 UNARY(leaky_relu, x > 0 ? x : s * x, x > 0 ? g : s * g)
 UNARY(sigmoid, vikt__sigmoid(x), g * y * (1.0f - y))
-UNARY(tanh, tanhf(x), g * (1.0f - y * y))
+UNARY(tanh, vikt__tanh(x), g * (1.0f - y * y))
 UNARY(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
       g * (0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x)))
 
