@@ -184,6 +184,9 @@ SIGNATURES = {
     "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
     "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     "vikt_load_report_count": (c_int64, [Model, c_int]),
+    # federated averaging
+    "vikt_fedavg": (c_int, [Model, POINTER(Model), POINTER(ctypes.c_double), c_int64]),
+    "vikt_fedavg_files": (c_int, [Model, POINTER(c_char_p), POINTER(ctypes.c_double), c_int64]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
