@@ -6,81 +6,109 @@
  * values; everything is checked before dst changes, and no error leaves dst
  * changed.
  *
- * Order independence, bitwise. For one element, client i contributes the
- * term w_i·θ_i (one rounding in double), which depends on that client alone,
- * so the multiset of the K terms is the same for every order of the clients.
- * The terms are sorted by value (-0 before +0; values that compare equal
- * otherwise have equal bits, and NaN was rejected), which turns the multiset
- * into one sequence, and summed in that sequence; the total weight is summed
- * from the sorted weights the same way. Sum and quotient are therefore
- * functions of the multiset of (weight, parameter set) pairs, not of the
- * order. A plain running sum in client order is not: float addition is not
- * associative.
+ * Order independence, bitwise. Each element's weighted sum Σ w_i·θ_i is
+ * computed exactly and rounded once to double, and so is the total weight
+ * Σ w_i; their quotient is rounded to float. The correctly rounded value of
+ * an exact sum is unique, so the result depends on the multiset of
+ * (weight, parameter set) pairs only, never on the order of the clients. (A
+ * running sum in client order is not: float and double addition are not
+ * associative; with a term of 2^60, one of -2^60 and one of 1, the order
+ * decides whether the 1 survives.)
  *
- * Accuracy. The weights are scaled by one power of two (exact) so the
- * largest is in [0.5, 1): no term can overflow and the total is in [0.5, K].
- * Summing K doubles in order errs by at most (K-1)·2^-53·Σ|terms|, far below
- * a float's half ulp for any practical K, so the result is the exactly
- * rounded mean but for cancellation at the last bit. With integer weights
- * (sample counts) whose sum is below 2^29, products and sums of equal
- * values are exact, so an element equal in every client (a frozen
- * parameter) comes out unchanged. */
+ * Exactness. The weights are scaled by one power of two so the largest is in
+ * [0.5, 1) (exact; the quotient does not change, and no product can
+ * overflow), then each is split into two parts of at most 27 significant
+ * bits, so w_hi·θ and w_lo·θ, with θ's 24 bits, are exact in double. The 2K
+ * exact products are added without error into a list of non-overlapping
+ * partials (Shewchuk's expansion arithmetic, 1997), which is then rounded to
+ * the nearest double, ties included. The one exception is a product below
+ * 2^-1022, which needs weights whose ratio exceeds about 2^750; the result
+ * is then still order-independent (each product depends on its client
+ * alone) but may differ from the exact mean in the last bits.
+ *
+ * Consequences: the result is the weighted mean to within about 2^-51
+ * relative before the float rounding, so almost always the float nearest to
+ * the exact mean; and an element equal in every client (a frozen parameter)
+ * comes out unchanged for any weights, since x·W/W lands within 2^-51 of x.
+ */
 #include "io/io.h"
 
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define NAME_CLIP 64
 #define Q "'%s%s'"
 #define QARG(s) vikt__clip_prefix(s, NAME_CLIP), vikt__clip_tail(s, NAME_CLIP)
-#define SMALL_K 16 /* insertion sort up to here, qsort above */
 
 /* ------------------------------------------------------------ arithmetic */
 
-/* The order the terms are summed in: ascending, -0 before +0. */
-static int before(double a, double b) { return a < b || (a == b && signbit(a) && !signbit(b)); }
-
-static int compare_doubles(const void *pa, const void *pb) {
-    double a = *(const double *)pa, b = *(const double *)pb;
-    return before(a, b) ? -1 : before(b, a) ? 1 : 0;
+/* a + b = hi + lo exactly, for any doubles (Knuth's two-sum). */
+static double two_sum(double a, double b, double *lo) {
+    double hi = a + b, bv = hi - a, av = hi - bv;
+    *lo = (a - av) + (b - bv);
+    return hi;
 }
 
-static void sort_doubles(double *x, int64_t n) {
-    if (n > SMALL_K) {
-        qsort(x, (size_t)n, sizeof *x, compare_doubles);
-        return;
+/* Add x to the partials p[0..*n), non-overlapping and increasing in
+ * magnitude, keeping their exact sum; at most one partial more. */
+static void expansion_add(double *p, int64_t *n, double x) {
+    int64_t kept = 0;
+    for (int64_t j = 0; j < *n; j++) {
+        double lo;
+        x = two_sum(x, p[j], &lo);
+        if (lo != 0) p[kept++] = lo;
     }
-    for (int64_t i = 1; i < n; i++) {
-        double v = x[i];
-        int64_t j = i;
-        for (; j > 0 && before(v, x[j - 1]); j--) x[j] = x[j - 1];
-        x[j] = v;
+    p[kept++] = x;
+    *n = kept;
+}
+
+/* The exact sum of the partials rounded to the nearest double (ties to
+ * even): add from the largest down until a partial no longer fits; what is
+ * left decides a tie that the first rounding resolved the wrong way. */
+static double expansion_round(const double *p, int64_t n) {
+    if (n == 0) return 0.0;
+    double hi = p[--n], lo = 0;
+    while (n > 0) {
+        double x = hi, y = p[--n];
+        hi = x + y;
+        lo = y - (hi - x);
+        if (lo != 0) break;
     }
+    /* hi + lo is exact; hi is its rounding. If lo is exactly half an ulp
+     * of hi and the rest lies beyond it on the same side, round away. */
+    if (n > 0 && ((lo < 0 && p[n - 1] < 0) || (lo > 0 && p[n - 1] > 0))) {
+        double y = lo * 2, x = hi + y;
+        if (x - hi == y) hi = x;
+    }
+    return hi;
 }
 
-/* Sort, then add left to right, starting from the first value (so a sum
- * of -0s stays -0). */
-static double sorted_sum(double *x, int64_t n) {
-    sort_doubles(x, n);
-    double s = x[0];
-    for (int64_t i = 1; i < n; i++) s += x[i];
-    return s;
+/* x = hi + lo exactly, hi with x's low 27 significand bits cleared (26
+ * significant bits left) and lo with at most 27: times a float's 24 bits,
+ * each product fits a double's 53. Bit masking rather than Veltkamp's
+ * multiply-and-subtract, which a compiler contracting to FMA would break. */
+static void split(double x, double *hi, double *lo) {
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= ~(uint64_t)0x7FFFFFF;
+    memcpy(hi, &bits, sizeof bits);
+    *lo = x - *hi;
 }
 
-/* What one call needs besides the data: the scaled weights, their total, and
- * room for one element's K terms. One allocation. */
+/* What one call needs besides the data: the split weights, their total,
+ * and the partials of one element. One allocation. */
 typedef struct averager {
     vikt_model *m;
-    const char *op;
     int64_t k;
-    double *w;     /* k weights, scaled by a power of two */
-    double total;  /* their sum, order independent */
-    double *terms; /* k */
-    const float **src; /* k: the clients' data of the tensor at hand */
+    double *w_hi, *w_lo; /* k each: the scaled weights, split */
+    double *partials;    /* 2k */
+    const float **src;   /* k: the clients' data of the tensor at hand */
+    double total;        /* Σ scaled weights, correctly rounded */
     size_t bytes;
 } averager;
+
+#define PER_CLIENT (4 * sizeof(double) + sizeof(const float *))
 
 static int check_weights(vikt_model *m, const char *op, const double *w, int64_t k) {
     for (int64_t i = 0; i < k; i++)
@@ -94,26 +122,32 @@ static int check_weights(vikt_model *m, const char *op, const double *w, int64_t
 
 static int averager_init(averager *a, vikt_model *m, const char *op, const double *w, int64_t k) {
     memset(a, 0, sizeof *a);
-    a->m = m, a->op = op, a->k = k;
-    if ((uint64_t)k > SIZE_MAX / (2 * sizeof(double) + sizeof(const float *)))
+    a->m = m, a->k = k;
+    if ((uint64_t)k > SIZE_MAX / PER_CLIENT)
         return vikt__fail(m, VIKT_ERR_NOMEM, "%s: %lld clients do not fit in memory", op, (long long)k);
-    a->bytes = (size_t)k * (2 * sizeof(double) + sizeof(const float *));
-    unsigned char *block = vikt__alloc(m, a->bytes);
+    a->bytes = (size_t)k * PER_CLIENT;
+    double *block = vikt__alloc(m, a->bytes);
     if (!block) return vikt__fail(m, VIKT_ERR_NOMEM, "%s: out of memory for %lld clients", op, (long long)k);
-    a->w = (double *)block;
-    a->terms = a->w + k;
-    a->src = (const float **)(void *)(a->terms + k);
+    a->w_hi = block;
+    a->w_lo = block + k;
+    a->partials = block + 2 * k;
+    a->src = (const float **)(void *)(block + 4 * k);
     double max = 0;
     for (int64_t i = 0; i < k; i++) max = w[i] > max ? w[i] : max;
     int e;
     frexp(max, &e);
-    for (int64_t i = 0; i < k; i++) a->w[i] = a->terms[i] = ldexp(w[i], -e);
-    a->total = sorted_sum(a->terms, k);
+    int64_t n = 0;
+    for (int64_t i = 0; i < k; i++) {
+        double scaled = ldexp(w[i], -e);
+        split(scaled, &a->w_hi[i], &a->w_lo[i]);
+        expansion_add(a->partials, &n, scaled);
+    }
+    a->total = expansion_round(a->partials, n);
     return VIKT_OK;
 }
 
 static void averager_release(averager *a) {
-    if (a->w) vikt__free(a->m, a->w, a->bytes);
+    if (a->w_hi) vikt__free(a->m, a->w_hi, a->bytes);
 }
 
 /* out[e] = Σ w_i·src[i][e] / Σ w_i for numel elements. out may be one of the
@@ -121,8 +155,13 @@ static void averager_release(averager *a) {
  * read. */
 static void average(averager *a, int64_t numel, float *out) {
     for (int64_t e = 0; e < numel; e++) {
-        for (int64_t i = 0; i < a->k; i++) a->terms[i] = a->w[i] * (double)a->src[i][e];
-        out[e] = (float)(sorted_sum(a->terms, a->k) / a->total);
+        int64_t n = 0;
+        for (int64_t i = 0; i < a->k; i++) {
+            double x = (double)a->src[i][e];
+            expansion_add(a->partials, &n, a->w_hi[i] * x);
+            expansion_add(a->partials, &n, a->w_lo[i] * x);
+        }
+        out[e] = (float)(expansion_round(a->partials, n) / a->total);
     }
 }
 
