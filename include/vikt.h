@@ -1581,6 +1581,75 @@ VIKT_API int64_t vikt_load_report(const vikt_model *m, char *buf, size_t size);
  */
 VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat);
 
+/* ------------------------------------------------------- federated averaging */
+
+/**
+ * @brief Federated averaging (FedAvg): set @p dst to the weighted mean of @p k
+ *        parameter sets of its architecture.
+ *
+ * dst = Σᵢ wᵢ·θᵢ / Σᵢ wᵢ, element by element, over every parameter and every
+ * buffer of @p dst, matched by name: batch-norm running statistics are
+ * averaged like weights, and so are frozen parameters (an element equal in
+ * every client comes out unchanged). Gradients, optimizer state and the
+ * random generator are not touched.
+ *
+ * Every client must have exactly the parameters and buffers of @p dst (no
+ * more, no fewer, same shapes) and only finite values; all of it is checked
+ * before anything is written, and on any error @p dst is unchanged. @p dst
+ * may be one of the clients.
+ *
+ * The result does not depend on the order of the clients, bit for bit:
+ * each element's sum Σᵢ wᵢ·θᵢ and the total weight Σᵢ wᵢ are computed
+ * exactly and rounded once to double, and their quotient is rounded to
+ * float. It is thus within a hair (2^-51 relative) of the exact weighted
+ * mean before that last rounding, cancellation included. Only the ratios of
+ * the weights matter; they are scaled, so huge or tiny weights neither
+ * overflow nor change the result (short of ratios beyond about 2^750).
+ * Cost per element: 2K error-free additions into a short list of partials.
+ * @param[in,out] dst     The model that receives the average; its parameter
+ *                        and buffer names and shapes are the architecture.
+ * @param[in]     clients @p k models (borrowed, only read; may include
+ *                        @p dst).
+ * @param[in]     weights @p k weights, usually the clients' sample counts;
+ *                        each finite and > 0 (only ratios matter).
+ * @param[in]     k       Number of clients, at least 1.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL (@p dst, @p clients, @p weights or a
+ *         client is NULL); ::VIKT_ERR_ARG (@p k < 1, a weight that is not
+ *         finite and > 0, a NaN or infinity in a client);
+ *         ::VIKT_ERR_NOT_FOUND (a client lacks a name of @p dst or has one
+ *         @p dst lacks); ::VIKT_ERR_SHAPE; ::VIKT_ERR_NOMEM. The message,
+ *         recorded on @p dst, names the client's index and the tensor.
+ */
+VIKT_API int vikt_fedavg(vikt_model *dst, vikt_model *const *clients, const double *weights,
+                         int64_t k);
+
+/**
+ * @brief vikt_fedavg() over safetensors files (say, written by vikt_save()
+ *        on each client), read one tensor at a time.
+ *
+ * Names, shapes and dtypes (F32, F16, BF16 or F64, as vikt_load() reads) of
+ * every file are matched against @p dst first; tensors of another kind
+ * (optimizer state in a checkpoint, see @ref file_format) are ignored.
+ * Then each tensor is read from every file (its CRC32C checked when the file
+ * has one) and averaged into a scratch copy of the model, which replaces
+ * @p dst's values only once every file has been read: on any error,
+ * @p dst is unchanged. Memory: the headers of the @p k files, which are
+ * open at once, one float copy of @p dst's tensors and @p k copies of its
+ * largest tensor.
+ * @param[in,out] dst     The model that receives the average; it defines the
+ *                        architecture (create its parameters first, or
+ *                        vikt_load() one of the files into an empty model).
+ * @param[in]     paths   @p k file names.
+ * @param[in]     weights @p k weights, each finite and > 0.
+ * @param[in]     k       Number of files, at least 1.
+ * @return As vikt_fedavg(), and ::VIKT_ERR_IO or ::VIKT_ERR_FORMAT (a file
+ *         that cannot be read, is malformed, fails its CRC or holds a dtype
+ *         a vikt tensor cannot take); the message names the client's index,
+ *         the file and the tensor.
+ */
+VIKT_API int vikt_fedavg_files(vikt_model *dst, const char *const *paths,
+                               const double *weights, int64_t k);
+
 #ifdef __cplusplus
 }
 #endif

@@ -184,6 +184,9 @@ SIGNATURES = {
     "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
     "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     "vikt_load_report_count": (c_int64, [Model, c_int]),
+    # federated averaging
+    "vikt_fedavg": (c_int, [Model, POINTER(Model), POINTER(ctypes.c_double), c_int64]),
+    "vikt_fedavg_files": (c_int, [Model, POINTER(c_char_p), POINTER(ctypes.c_double), c_int64]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -625,6 +628,38 @@ def files_round_trip(lib):
     finally:
         lib.vikt_model_destroy(a)
         lib.vikt_model_destroy(b)
+
+
+@test
+def federated_average(lib):
+    """vikt_fedavg over two models and vikt_fedavg_files over their files."""
+    import tempfile
+    models = [Model() for _ in range(3)]
+    for i, m in enumerate(models):
+        expect(lib.vikt_model_create(None, i + 1, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        for m, vals in zip(models, ([0, 0], [1, 2], [4, 8])):
+            w = lib.vikt_param(m, b"w", 1, shape(2), VIKT_INIT_ZEROS)
+            lib.vikt_tensor_copy_in(w, floats(*vals), 2)
+        dst, a, b = models
+        clients = (Model * 2)(a, b)
+        weights = (ctypes.c_double * 2)(3, 1)
+        expect(lib.vikt_fedavg(dst, clients, weights, 2) == VIKT_OK, "vikt_fedavg: " + errmsg(lib, dst))
+        got = lib.vikt_tensor_data(lib.vikt_param_find(dst, b"w"))
+        expect([got[0], got[1]] == [1.75, 3.5], "weighted mean (3*1 + 4)/4, (3*2 + 8)/4")
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n).encode() for n in ("a.safetensors", "b.safetensors")]
+            expect(lib.vikt_save(a, paths[0]) == VIKT_OK and lib.vikt_save(b, paths[1]) == VIKT_OK, "save")
+            lib.vikt_tensor_fill(lib.vikt_param_find(dst, b"w"), 0.0)
+            cpaths = (c_char_p * 2)(*paths)
+            expect(lib.vikt_fedavg_files(dst, cpaths, weights, 2) == VIKT_OK,
+                   "vikt_fedavg_files: " + errmsg(lib, dst))
+            expect([got[0], got[1]] == [1.75, 3.5], "files give the same mean")
+        expect(lib.vikt_fedavg(dst, clients, weights, 0) == -4, "k = 0 is VIKT_ERR_ARG")
+        lib.vikt_model_clear_error(dst)
+    finally:
+        for m in models:
+            lib.vikt_model_destroy(m)
 
 
 def main():
