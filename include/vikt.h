@@ -1527,6 +1527,16 @@ VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
  * one, never a mix (a stale temporary may remain and can be deleted). The
  * new file keeps the old one's permission bits. (POSIX file systems;
  * Windows is not supported yet.)
+ *
+ * @section file_format_tool Looking into files from the shell
+ *
+ * The `vikt` program (built by `make`, installed by `make install`) reads
+ * any safetensors file with this reader: `vikt inspect [--stats] FILE`
+ * lists every tensor (name, dtype, shape, count, and with `--stats` the
+ * statistics of vikt_stats_compute()), and `vikt diff [--atol X] A B`
+ * compares two files tensor by tensor (max |a - b|, cosine similarity,
+ * names in one file only, shape and dtype mismatches), exiting 0, 1 or 2
+ * as diff(1) does. `vikt --help` says more.
  */
 
 /** @brief How vikt_load() matches a file against a model that already has
