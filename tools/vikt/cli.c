@@ -7,7 +7,7 @@
  * file is a message naming it and the problem, never a crash, and every
  * CRC32C vikt wrote is checked (by diff too, for tensors it does not
  * compare). Any dtype is read, converted to float32; one tensor is in memory
- * at a time (one from each file for diff), so files larger than memory work.
+ * at a time (one from each file for diff): a file need not fit in memory.
  * Rows are printed as tensors are read: a tensor found corrupt part-way
  * ends the table there, without the total line, with the error on stderr.
  * Names come from files and are printed with control characters escaped, so
