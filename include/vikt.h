@@ -1408,6 +1408,60 @@ VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
  */
 VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
 
+/* ------------------------------------------------------------- statistics */
+
+/**
+ * @brief Summary statistics of an array of floats, filled by
+ *        vikt_stats_compute().
+ *
+ * Everything is computed in double precision. The moments, the extremes and
+ * the norm are over the **finite** values only: NaN and infinities are
+ * counted (@c nan_count, @c inf_count) and left out, so one overflowed
+ * weight does not hide what the rest look like. A statistic with no value
+ * to describe (no finite value, or fewer than two for @c std_unbiased) is
+ * NaN. Members may be added at the end in a later 0.x minor version
+ * (histograms and per-parameter statistics build on this struct): a
+ * program compiled against an older header must then be rebuilt.
+ */
+typedef struct vikt_stats {
+    int64_t count;        /**< Elements examined (@p n). */
+    int64_t finite_count; /**< Finite elements: what the statistics below describe. */
+    int64_t nan_count;    /**< NaN elements. */
+    int64_t inf_count;    /**< Elements that are +Inf or -Inf. */
+    int64_t zero_count;   /**< Elements equal to zero (+0 or -0). */
+    double mean;          /**< Mean of the finite values. */
+    /** Population standard deviation (divides by the number of finite values,
+     *  numpy's default): a tensor's values are all there is, not a sample
+     *  of a larger set. */
+    double std;
+    /** Sample standard deviation with Bessel's correction (divides by the
+     *  number of finite values minus one): what torch.std() returns by
+     *  default; NaN for fewer than two finite values, as there. */
+    double std_unbiased;
+    double min;           /**< Smallest finite value. */
+    double max;           /**< Largest finite value. */
+    double l2_norm;       /**< Square root of the sum of squares of the finite values; 0 for none. */
+    double zero_fraction; /**< @c zero_count / @c count (sparsity); 0 when @c count is 0. */
+} vikt_stats;
+
+/**
+ * @brief Compute count, mean, standard deviations, min, max, L2 norm and the
+ *        fraction of exact zeros of @p n floats, in double precision.
+ *
+ * Two passes over the data: the mean, then the squared deviations from it
+ * (with the corrected two-pass formula, so a large mean does not swamp a
+ * small spread). Sums are accumulated in blocks, keeping the rounding error
+ * far below float32's resolution for any @p n. Nothing is allocated; the
+ * call is safe from any thread.
+ * @param[in]  x   @p n values; may be NULL when @p n is 0.
+ * @param[in]  n   Number of values, >= 0.
+ * @param[out] out Receives the statistics (see ::vikt_stats); unchanged on
+ *                 failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL (@p out, or @p x with @p n > 0) or
+ *         ::VIKT_ERR_ARG (@p n < 0).
+ */
+VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
+
 /* ------------------------------------------------------------------ files */
 
 /**
@@ -1473,6 +1527,16 @@ VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
  * one, never a mix (a stale temporary may remain and can be deleted). The
  * new file keeps the old one's permission bits. (POSIX file systems;
  * Windows is not supported yet.)
+ *
+ * @section file_format_tool Looking into files from the shell
+ *
+ * The `vikt` program (built by `make`, installed by `make install`) reads
+ * any safetensors file with this reader: `vikt inspect [--stats] FILE`
+ * lists every tensor (name, dtype, shape, count, and with `--stats` the
+ * statistics of vikt_stats_compute()), and `vikt diff [--atol X] A B`
+ * compares two files tensor by tensor (max |a - b|, cosine similarity,
+ * names in one file only, shape and dtype mismatches), exiting 0, 1 or 2
+ * as diff(1) does. `vikt --help` says more.
  */
 
 /** @brief How vikt_load() matches a file against a model that already has

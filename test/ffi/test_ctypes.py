@@ -51,6 +51,15 @@ class vikt_allocator(Structure):
     _fields_ = [("alloc", vikt_alloc_fn), ("free", vikt_free_fn), ("ud", c_void_p)]
 
 
+class vikt_stats(Structure):
+    """The public struct, member for member as in vikt.h."""
+    _fields_ = [("count", c_int64), ("finite_count", c_int64), ("nan_count", c_int64),
+                ("inf_count", c_int64), ("zero_count", c_int64), ("mean", ctypes.c_double),
+                ("std", ctypes.c_double), ("std_unbiased", ctypes.c_double),
+                ("min", ctypes.c_double), ("max", ctypes.c_double), ("l2_norm", ctypes.c_double),
+                ("zero_fraction", ctypes.c_double)]
+
+
 vikt_init = c_int  # enum vikt_init
 vikt_optim_kind = c_int  # enum vikt_optim_kind
 vikt_optim_param = c_int  # enum vikt_optim_param
@@ -178,6 +187,8 @@ SIGNATURES = {
     "vikt_optimizer_get": (c_int, [Optimizer, vikt_optim_param, POINTER(ctypes.c_double)]),
     "vikt_optimizer_step": (c_int, [Optimizer]),
     "vikt_optimizer_destroy": (None, [Optimizer]),
+    # statistics
+    "vikt_stats_compute": (c_int, [F32P, c_int64, POINTER(vikt_stats)]),
     # files
     "vikt_save": (c_int, [Model, c_char_p]),
     "vikt_load": (c_int, [Model, c_char_p, c_int]),
@@ -411,6 +422,21 @@ def shape_error_message(lib):
         expect(lib.vikt_model_errcode(m) == VIKT_OK and errmsg(lib, m) == "", "clear_error")
     finally:
         lib.vikt_model_destroy(m)
+
+
+@test
+def stats_struct_layout(lib):
+    # [1, 2, 3, 4, 0, NaN, inf]: the struct crosses the boundary member by member.
+    x = floats(1.0, 2.0, 3.0, 4.0, 0.0, float("nan"), float("inf"))
+    s = vikt_stats()
+    expect(lib.vikt_stats_compute(x, 7, ctypes.byref(s)) == VIKT_OK, "vikt_stats_compute")
+    got = (s.count, s.finite_count, s.nan_count, s.inf_count, s.zero_count)
+    expect(got == (7, 5, 1, 1, 1), f"counts {got}")
+    expect(close(s.mean, 2.0) and close(s.std, 2.0 ** 0.5) and close(s.std_unbiased, 2.5 ** 0.5),
+           f"mean {s.mean}, std {s.std}, std_unbiased {s.std_unbiased}")
+    expect(s.min == 0.0 and s.max == 4.0 and close(s.l2_norm, 30.0 ** 0.5), "min, max, l2")
+    expect(close(s.zero_fraction, 1.0 / 7), f"zero_fraction {s.zero_fraction}")
+    expect(lib.vikt_stats_compute(x, -1, ctypes.byref(s)) == VIKT_ERR_ARG, "n < 0")
 
 
 @test
