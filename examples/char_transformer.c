@@ -156,7 +156,7 @@ static vikt_tensor *forward(vikt_model *m, const int32_t *ids, int64_t n, int64_
     vikt_tensor *pos = vikt_embedding(m, "pos", positions, 1, (int64_t[]){t}, CONTEXT, D_MODEL);
     vikt_tensor *x = vikt_add(m, tok, pos); /* [n, t, D] + [t, D] broadcasts */
     for (int layer = 0; layer < LAYERS; layer++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "block%d", layer);
         x = vikt_transformer_block(m, name, x, HEADS, MLP_HIDDEN, 1 /* causal */);
     }
@@ -298,6 +298,18 @@ static int draw(const float *logits, int vocab, double temperature, double u) {
     return vocab - 1; /* rounding left u·total just above the sum */
 }
 
+/* Whether every byte of the prompt occurs in the text (the model has no
+ * token for any other); says which one does not. */
+static int prompt_fits(const corpus *c, const char *prompt) {
+    for (const unsigned char *p = (const unsigned char *)prompt; *p; p++)
+        if (c->id_of[*p] < 0) {
+            fprintf(stderr, "char_transformer: the prompt's byte 0x%02x ('%c') is not in the text\n",
+                    *p, *p >= 32 && *p < 127 ? *p : '?');
+            return 0;
+        }
+    return 1;
+}
+
 /* Continues the prompt one byte at a time, feeding the last CONTEXT bytes
  * back in with gradients off; prints as it goes. */
 static int sample(vikt_model *m, const corpus *c, const options *o) {
@@ -308,15 +320,8 @@ static int sample(vikt_model *m, const corpus *c, const options *o) {
         return 1;
     }
     long n = 0;
-    for (const unsigned char *p = (const unsigned char *)o->prompt; *p; p++) {
-        if (c->id_of[*p] < 0) {
-            fprintf(stderr, "char_transformer: the prompt's byte 0x%02x ('%c') is not in the text\n",
-                    *p, *p >= 32 && *p < 127 ? *p : '?');
-            free(ids);
-            return 1;
-        }
-        ids[n++] = c->id_of[*p];
-    }
+    for (const unsigned char *p = (const unsigned char *)o->prompt; *p; p++)
+        ids[n++] = c->id_of[*p]; /* prompt_fits() checked every byte */
     unsigned long long rng = o->seed ^ 0x5A3B1Eull;
     printf("\n--- sample (temperature %.2f) ---\n%s", o->temperature, o->prompt);
     vikt_set_grad_enabled(m, 0);
@@ -360,7 +365,12 @@ static int load_checkpoint(vikt_model *m, const corpus *c, const char *path) {
         return 1;
     }
     vikt_tensor *v = vikt_buffer_find(m, "vocab");
-    int same = v && vikt_tensor_numel(v) == c->vocab;
+    if (!v) {
+        fprintf(stderr, "char_transformer: %s has no \"vocab\" buffer: not a checkpoint of this "
+                        "program\n", path);
+        return 1;
+    }
+    int same = vikt_tensor_numel(v) == c->vocab;
     for (int i = 0; same && i < c->vocab; i++) same = vikt_tensor_data(v)[i] == c->symbol[i];
     if (!same) {
         fprintf(stderr, "char_transformer: %s was trained on a text with other bytes than this "
@@ -465,7 +475,7 @@ int main(int argc, char **argv) {
     if (parsed) return parsed > 0 ? 0 : 2;
 
     corpus c = {0};
-    if (read_text(o.text, &c)) {
+    if (read_text(o.text, &c) || !prompt_fits(&c, o.prompt)) {
         free_text(&c);
         return 1;
     }
