@@ -510,7 +510,7 @@ int main(int argc, char **argv) {
     }
     if (!status && o.save) {
         status = store_vocab(m, &c);
-        if (!status && vikt_save(m, o.save)) status = failed(m, "vikt_save");
+        if (!status && vikt_save(m, o.save)) status = failed(m, "saving");
         if (!status) printf("saved %s\n", o.save);
     }
     if (!status && o.chars > 0) status = sample(m, &c, &o);

@@ -218,7 +218,7 @@ static int train(vikt_model *m, const options *o, const waves *train_set, const 
 
 /* Saves, loads into a fresh model and checks that it predicts the same. */
 static int save_and_reload(vikt_model *m, const options *o, const waves *valid, double expected) {
-    if (vikt_save(m, o->save)) return failed(m, "vikt_save");
+    if (vikt_save(m, o->save)) return failed(m, "saving");
     vikt_model *fresh;
     int rc = vikt_model_create(NULL, 0, &fresh);
     if (rc) {
@@ -272,7 +272,7 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.steps = 1500, .hidden = 32, .threads = 1, .seed = 42};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -300,7 +300,6 @@ static int parse_options(int argc, char **argv, options *o) {
             return -1;
         }
         if (bad) return -1;
-        i++;
     }
     return 0;
 }
