@@ -13,6 +13,13 @@
  * measured with gradients off; sampling with a temperature in no-grad mode;
  * a checkpoint saved with vikt_save() and read back with vikt_load().
  *
+ * What to expect with the defaults: about 80 s of one core (1500 steps at
+ * roughly 20 steps/s); the held-out loss falls from 4.3 (ln 66, a uniform
+ * guess over the 66 symbols of the default text) to about 1.65 nats per
+ * character, the training loss to about 1.15 (a small text: the gap is
+ * memorization), and the sample turns from random symbols into mostly real
+ * words with spaces, commas and capitals in the right places.
+ *
  * The vocabulary is the set of bytes in the text (UTF-8 text works; a
  * multi-byte character is just several tokens). The first 90% of the text
  * trains, the last 10% is held out. Every random choice (initialization,
@@ -147,11 +154,8 @@ static void free_text(corpus *c) {
  * created on the first call: tok.weight, pos.weight, block<i>.*, ln_f.*,
  * head.*. */
 static vikt_tensor *forward(vikt_model *m, const int32_t *ids, int64_t n, int64_t t, int vocab) {
-    static const int32_t positions[CONTEXT] = {
-        0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-        22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
-        44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
-    _Static_assert(CONTEXT == 64, "positions lists 0..CONTEXT-1");
+    int32_t positions[CONTEXT];
+    for (int32_t i = 0; i < CONTEXT; i++) positions[i] = i;
     vikt_tensor *tok = vikt_embedding(m, "tok", ids, 2, (int64_t[]){n, t}, vocab, D_MODEL);
     vikt_tensor *pos = vikt_embedding(m, "pos", positions, 1, (int64_t[]){t}, CONTEXT, D_MODEL);
     vikt_tensor *x = vikt_add(m, tok, pos); /* [n, t, D] + [t, D] broadcasts */
@@ -166,7 +170,7 @@ static vikt_tensor *forward(vikt_model *m, const int32_t *ids, int64_t n, int64_
 /* Mean cross-entropy (nats per character) of predicting each next byte of
  * BATCH windows starting at the given offsets. */
 static vikt_tensor *window_loss(vikt_model *m, const corpus *c, const long *starts) {
-    static int32_t in[BATCH * CONTEXT], next[BATCH * CONTEXT];
+    int32_t in[BATCH * CONTEXT], next[BATCH * CONTEXT];
     for (int b = 0; b < BATCH; b++) {
         memcpy(in + b * CONTEXT, c->ids + starts[b], CONTEXT * sizeof *in);
         memcpy(next + b * CONTEXT, c->ids + starts[b] + 1, CONTEXT * sizeof *next);
