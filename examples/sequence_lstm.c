@@ -183,6 +183,12 @@ static int make_optimizer(vikt_model *m, long steps, vikt_optimizer **out) {
 static int train(vikt_model *m, const options *o, const waves *train_set, const waves *valid) {
     vikt_optimizer *opt;
     if (make_optimizer(m, o->steps, &opt)) return 1;
+    double untrained = validation_mse(m, o, valid);
+    if (failed(m, "validation")) {
+        vikt_optimizer_destroy(opt);
+        return 1;
+    }
+    printf("step %5d  validation MSE %.5f (untrained)\n", 0, untrained);
     long report_every = o->steps >= 10 ? o->steps / 10 : 1;
     long batches = train_set->count / BATCH;
     double total = 0, t0 = seconds_now();
