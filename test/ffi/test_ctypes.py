@@ -184,6 +184,8 @@ SIGNATURES = {
     "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
     "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     "vikt_load_report_count": (c_int64, [Model, c_int]),
+    "vikt_checkpoint_save": (c_int, [Model, Optimizer, c_char_p]),
+    "vikt_checkpoint_load": (c_int, [Model, Optimizer, c_char_p]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -623,6 +625,40 @@ def files_round_trip(lib):
         expect(lib.vikt_load_buffer(b, blob[:-1], len(blob) - 1, VIKT_LOAD_PARTIAL) == -8,
                "a truncated buffer is VIKT_ERR_FORMAT")
     finally:
+        lib.vikt_model_destroy(a)
+        lib.vikt_model_destroy(b)
+
+
+@test
+def checkpoint_round_trip(lib):
+    """vikt_checkpoint_save and vikt_checkpoint_load through ctypes: the
+    weights and the optimizer's settings come back; NULL skips the state."""
+    import tempfile
+    VIKT_OPT_BETA1 = 5
+    a, b = Model(), Model()
+    oa, ob = Optimizer(), Optimizer()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(a)) == VIKT_OK, "model_create")
+    expect(lib.vikt_model_create(None, 2, ctypes.byref(b)) == VIKT_OK, "model_create")
+    try:
+        w = lib.vikt_param(a, b"w", 1, shape(3), VIKT_INIT_ZEROS)
+        lib.vikt_tensor_copy_in(w, floats(1, 2, 3), 3)
+        expect(lib.vikt_adam_create(a, 0.001, ctypes.byref(oa)) == VIKT_OK, "adam_create")
+        expect(lib.vikt_adam_create(b, 0.5, ctypes.byref(ob)) == VIKT_OK, "adam_create")
+        lib.vikt_optimizer_set(oa, VIKT_OPT_BETA1, 0.8)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.ckpt").encode()
+            expect(lib.vikt_checkpoint_save(a, oa, path) == VIKT_OK, "save: " + errmsg(lib, a))
+            expect(lib.vikt_checkpoint_load(b, ob, path) == VIKT_OK, "load: " + errmsg(lib, b))
+            expect(lib.vikt_checkpoint_load(b, None, path) == VIKT_OK, "load without state")
+        got = lib.vikt_tensor_data(lib.vikt_param_find(b, b"w"))
+        expect([got[i] for i in range(3)] == [1, 2, 3], "loaded values")
+        v = ctypes.c_double()
+        lib.vikt_optimizer_get(ob, VIKT_OPT_BETA1, ctypes.byref(v))
+        expect(v.value == 0.8, f"beta1 restored as {v.value}")
+        expect(lib.vikt_checkpoint_load(b, ob, None) == -1, "NULL path is VIKT_ERR_NULL")
+    finally:
+        lib.vikt_optimizer_destroy(oa)
+        lib.vikt_optimizer_destroy(ob)
         lib.vikt_model_destroy(a)
         lib.vikt_model_destroy(b)
 
