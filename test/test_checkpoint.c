@@ -744,6 +744,8 @@ static void edited_files(void **state) {
         {{.key = "vikt.optimizer.current_lr", .value = "x"}, VIKT_ERR_FORMAT, "is not a number"},
         {{.key = "vikt.optimizer.state.fc1.weight", .value = "0 exp_avg exp_avg_sq max_exp_avg_sq"},
          VIKT_ERR_FORMAT, "optimizer state of 'fc1.weight': '0 exp_avg"},
+        {{.key = "vikt.optimizer.state.fc1.weight", .value = "21 exp_avg exp_avg_sq max_exp_avg_sq"},
+         VIKT_ERR_FORMAT, "optimizer state of 'fc1.weight': 21 updates in 20 steps"},
         {{.key = "vikt.optimizer.state.fc1.weight", .value = "20 exp_avg_sq exp_avg max_exp_avg_sq"},
          VIKT_ERR_FORMAT, "is not a step count >= 1 and Adam buffer names"},
         {{.key = "vikt.optimizer.state.fc1.weight", .value = "20 exp_avg exp_avg exp_avg_sq"},

@@ -285,7 +285,8 @@ static void describe(saver *s) {
  * could collide with one. */
 static int check_names(vikt_model *m, const char *path) {
     for (int64_t i = 0; i < m->nparams + m->nbuffers; i++) {
-        const char *name = i < m->nparams ? m->params[i]->name : m->buffers[i - m->nparams]->name;
+        const vikt_tensor *t = i < m->nparams ? m->params[i] : m->buffers[i - m->nparams];
+        const char *name = t->name;
         if (strncmp(name, STATE_TENSOR_, strlen(STATE_TENSOR_)) == 0)
             return vikt__io_fail(m, VIKT_ERR_ARG, "vikt_checkpoint_save", path,
                                  "the name " Q " is reserved for optimizer state", QARG(name));
@@ -378,7 +379,8 @@ static int check_version(restore *r, const vikt__st *st) {
         return bad(r, VIKT_ERR_FORMAT, "not a checkpoint (no '" K_VERSION "' metadata; "
                                        "vikt_load reads the weights of any safetensors file)");
     if (strcmp(v, VERSION) != 0)
-        return bad(r, VIKT_ERR_FORMAT, "checkpoint format version '%.32s'; this library reads " VERSION, v);
+        return bad(r, VIKT_ERR_FORMAT,
+                   "checkpoint format version '%.32s'; this library reads " VERSION, v);
     return VIKT_OK;
 }
 
@@ -390,9 +392,8 @@ static int check_keys(restore *r, const vikt__st *st) {
         vikt__st_meta_at(st, i, &k, &v);
         if (!own_key(k)) continue;
         int known = strncmp(k, "vikt.kind.", 10) == 0 || strcmp(k, K_VERSION) == 0 ||
-                    strcmp(k, K_RNG_STATE) == 0 ||
-                    strcmp(k, K_RNG_INC) == 0 || strcmp(k, K_OPT) == 0 ||
-                    strncmp(k, K_OPT_, strlen(K_OPT_)) == 0;
+                    strcmp(k, K_RNG_STATE) == 0 || strcmp(k, K_RNG_INC) == 0 ||
+                    strcmp(k, K_OPT) == 0 || strncmp(k, K_OPT_, strlen(K_OPT_)) == 0;
         if (!known) return bad(r, VIKT_ERR_FORMAT, "unknown checkpoint metadata " Q, QARG(k));
         crc ^= pair_crc("", k, v);
     }
@@ -424,7 +425,8 @@ static int check_tensor_crcs(restore *r, const vikt__st *st) {
 static int check_rng(restore *r, const vikt__st *st) {
     const char *state = vikt__st_meta(st, K_RNG_STATE), *inc = vikt__st_meta(st, K_RNG_INC);
     if (!state || !inc)
-        return bad(r, VIKT_ERR_FORMAT, "metadata '%s' is missing", state ? K_RNG_INC : K_RNG_STATE);
+        return bad(r, VIKT_ERR_FORMAT, "metadata '%s' is missing",
+                   state ? K_RNG_INC : K_RNG_STATE);
     if (!get_hex64(state, &r->rng.state) || !get_hex64(inc, &r->rng.inc) || !(r->rng.inc & 1))
         return bad(r, VIKT_ERR_FORMAT,
                    "random generator state '%.20s'/'%.20s' is not two 16-digit hexadecimal "
@@ -448,24 +450,33 @@ static int check_state(restore *r, vikt__st *st, const char *key, const char *va
     int64_t step;
     unsigned live;
     int mark = vikt__st_find(st, name, &p) ? vikt__st_mark(st, &p) : VIKT__MARK_NONE;
-    if ((mark != VIKT__MARK_LOAD && mark != VIKT__MARK_CREATE) || (p.kind && strcmp(p.kind, "buffer") == 0))
-        return bad(r, VIKT_ERR_FORMAT, "optimizer state for " Q ", which is no parameter", QARG(name));
+    int is_param = (mark == VIKT__MARK_LOAD || mark == VIKT__MARK_CREATE) &&
+                   !(p.kind && strcmp(p.kind, "buffer") == 0);
+    if (!is_param)
+        return bad(r, VIKT_ERR_FORMAT, "optimizer state for " Q ", which is no parameter",
+                   QARG(name));
     if (!get_state(kind, value, &step, &live))
-        return bad(r, VIKT_ERR_FORMAT, "optimizer state of " Q ": '%.40s' is not a step count >= 1 "
-                   "and %s buffer names", QARG(name), value, vikt__optim_kind_name(kind));
+        return bad(r, VIKT_ERR_FORMAT,
+                   "optimizer state of " Q ": '%.40s' is not a step count >= 1 and %s buffer "
+                   "names", QARG(name), value, vikt__optim_kind_name(kind));
+    if (step > r->steps) /* a parameter is updated at most once per step */
+        return bad(r, VIKT_ERR_FORMAT, "optimizer state of " Q ": %lld updates in %lld steps",
+                   QARG(name), (long long)step, (long long)r->steps);
     for (int b = 0; b < NBUF; b++) {
         if (!(live & (1u << b))) continue;
         const char *tname =
             scratch_name(r, STATE_TENSOR_, vikt__optim_buffer_name(kind, b), ".", name);
         if (!vikt__st_find(st, tname, &t))
             return bad(r, VIKT_ERR_FORMAT, "optimizer state tensor " Q " is missing", QARG(tname));
-        if (!t.kind || strcmp(t.kind, STATE_KIND) != 0 || t.dtype != VIKT__DT_F32 || !same_dims(&t, &p)) {
+        if (!t.kind || strcmp(t.kind, STATE_KIND) != 0 || t.dtype != VIKT__DT_F32 ||
+            !same_dims(&t, &p)) {
             char want[VIKT__SHAPE_STR + 8], have[VIKT__SHAPE_STR + 8];
             vikt__dims_str(p.rank > VIKT_MAX_RANK ? VIKT_MAX_RANK : p.rank, p.shape, want);
             vikt__dims_str(t.rank > VIKT_MAX_RANK ? VIKT_MAX_RANK : t.rank, t.shape, have);
-            return bad(r, VIKT_ERR_FORMAT, "optimizer state tensor " Q " is %s %s of kind '%.16s'; "
-                       "want F32 %s of kind '" STATE_KIND "'", QARG(tname), have,
-                       vikt__dtype_name(t.dtype), t.kind ? t.kind : "parameter", want);
+            return bad(r, VIKT_ERR_FORMAT,
+                       "optimizer state tensor " Q " is %s %s of kind '%.16s'; want F32 %s of "
+                       "kind '" STATE_KIND "'", QARG(tname), have, vikt__dtype_name(t.dtype),
+                       t.kind ? t.kind : "parameter", want);
         }
         vikt__load_claim(st, &t);
     }
@@ -481,7 +492,8 @@ static int check_kind(restore *r, const vikt__st *st) {
     if (strcmp(kind, mine) == 0) return VIKT_OK;
     for (int k = 0; k < NKIND; k++)
         if (strcmp(kind, vikt__optim_kind_name(k)) == 0)
-            return bad(r, VIKT_ERR_ARG, "the checkpoint holds %s state, the optimizer is %s", kind, mine);
+            return bad(r, VIKT_ERR_ARG, "the checkpoint holds %s state, the optimizer is %s",
+                       kind, mine);
     return bad(r, VIKT_ERR_FORMAT, "unknown optimizer '%.32s'", kind);
 }
 
@@ -505,17 +517,26 @@ static int check_hyperparameters(restore *r, const vikt__st *st) {
     return VIKT_OK;
 }
 
+static int check_counter(restore *r, const vikt__st *st, const char *key, int64_t *count) {
+    const char *v = vikt__st_meta(st, key), *end;
+    if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '%s' is missing", key);
+    if (!get_count(v, count, &end) || *end)
+        return bad(r, VIKT_ERR_FORMAT, "metadata '%s' = '%.40s' is not a count", key, v);
+    return VIKT_OK;
+}
+
+/* The schedule position, the skipped steps, and the rate (read only to
+ * check it is well formed: it follows from the others). */
 static int check_counters(restore *r, const vikt__st *st) {
-    static const char *const keys[3] = {K_OPT_ "step", K_OPT_ "skipped_steps", K_OPT_ "current_lr"};
-    int64_t *counts[2] = {&r->steps, &r->skipped};
-    for (int i = 0; i < 3; i++) {
-        const char *v = vikt__st_meta(st, keys[i]), *end;
-        double lr;
-        if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '%s' is missing", keys[i]);
-        if (i < 2 ? !get_count(v, counts[i], &end) || *end : !get_double(v, &lr))
-            return bad(r, VIKT_ERR_FORMAT, "metadata '%s' = '%.40s' is not %s", keys[i], v,
-                       i < 2 ? "a count" : "a number as vikt writes it");
-    }
+    int rc = check_counter(r, st, K_OPT_ "step", &r->steps);
+    if (!rc) rc = check_counter(r, st, K_OPT_ "skipped_steps", &r->skipped);
+    if (rc) return rc;
+    const char *v = vikt__st_meta(st, K_OPT_ "current_lr");
+    double lr;
+    if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '" K_OPT_ "current_lr' is missing");
+    if (!get_double(v, &lr))
+        return bad(r, VIKT_ERR_FORMAT, "metadata '" K_OPT_ "current_lr' = '%.40s' is not a "
+                                       "number as vikt writes it", v);
     return VIKT_OK;
 }
 
@@ -535,7 +556,8 @@ static int check_optimizer_keys(restore *r, vikt__st *st) {
         int known = strcmp(rest, "step") == 0 || strcmp(rest, "skipped_steps") == 0 ||
                     strcmp(rest, "current_lr") == 0;
         for (int p = 0; p < NPARAM && !known; p++)
-            known = vikt__optim_param_stored(kind, p) && strcmp(rest, vikt__optim_param_name(p)) == 0;
+            known = vikt__optim_param_stored(kind, p) &&
+                    strcmp(rest, vikt__optim_param_name(p)) == 0;
         if (!known)
             return bad(r, VIKT_ERR_FORMAT, "metadata " Q " is not a setting of %s", QARG(k),
                        vikt__optim_kind_name(kind));
@@ -604,11 +626,13 @@ static int prepare(vikt__load_ext *x, vikt__st *st) {
             if (!s->buf[b]) {
                 free_slots(m, r->slots, r->nslots);
                 r->slots = NULL;
-                return bad(r, VIKT_ERR_NOMEM, "out of memory for the %s state of " Q " (%lld values)",
+                return bad(r, VIKT_ERR_NOMEM,
+                           "out of memory for the %s state of " Q " (%lld values)",
                            vikt__optim_kind_name(kind), QARG(p->name), (long long)p->numel);
             }
             /* Present, of this shape: check_state saw it. */
-            vikt__st_find(st, scratch_name(r, STATE_TENSOR_, vikt__optim_buffer_name(kind, b), ".", p->name), &t);
+            const char *buf = vikt__optim_buffer_name(kind, b);
+            vikt__st_find(st, scratch_name(r, STATE_TENSOR_, buf, ".", p->name), &t);
             vikt__st_set_slot(st, &t, s->buf[b]);
         }
     }
@@ -637,7 +661,8 @@ int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path) {
     if (!m) return VIKT_ERR_NULL;
     if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
     if (opt && opt->model != m)
-        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, path, "the optimizer belongs to another model");
+        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, path,
+                             "the optimizer belongs to another model");
     restore r;
     memset(&r, 0, sizeof r);
     r.ext.check = check, r.ext.prepare = prepare, r.ext.commit = commit, r.ext.discard = discard;
