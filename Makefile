@@ -107,9 +107,10 @@ $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
-# test_io reaches the files layer's internals (fault injection) and
-# test_fuzz_replay runs the fuzz target over its corpus: objects, not archive.
-$(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
+# test_io and test_checkpoint reach the files layer's internals (fault
+# injection, file edits) and test_fuzz_replay runs the fuzz target over its
+# corpus: objects, not archive.
+$(BUILD)/test/test_io $(BUILD)/test/test_checkpoint $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 

@@ -37,7 +37,9 @@
  *
  * vikt_save() and vikt_load() keep parameters and buffers in safetensors
  * files that PyTorch reads and writes, crash-safely and with a strict,
- * fuzzed reader; see @ref file_format.
+ * fuzzed reader; vikt_checkpoint_save() and vikt_checkpoint_load() add the
+ * optimizer's state and the random generator, so training resumes exactly;
+ * see @ref file_format.
  *
  * @section example Example
  *
@@ -1526,7 +1528,50 @@ VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
  * killed or a machine losing power mid-save leaves the old file or the new
  * one, never a mix (a stale temporary may remain and can be deleted). The
  * new file keeps the old one's permission bits. (POSIX file systems;
- * Windows is not supported yet.)
+ * Windows is not supported yet.) vikt_checkpoint_save() saves the same way.
+ *
+ * @section file_format_checkpoint Checkpoints
+ *
+ * vikt_checkpoint_save() writes everything a training run needs to go on
+ * exactly where it stopped: training N steps, saving, loading into a fresh
+ * model and optimizer (in the same or another process) and training M more
+ * gives bitwise the parameters of N + M uninterrupted steps, for every rule,
+ * schedule and clipping setting, given the same build, GEMM kernel
+ * (`VIKT_ISA`), thread count and input batches. A checkpoint is a safetensors
+ * file as above, plus:
+ *
+ * - One F32 tensor per initialized optimizer state buffer, named
+ *   `optimizer.<buffer>.<parameter>` with `"vikt.kind.<name>": "optimizer"`;
+ *   the buffers are torch's state keys: SGD `momentum_buffer`; AdaGrad `sum`;
+ *   RMSProp `square_avg`, `momentum_buffer`, `grad_avg`; Adam and AdamW
+ *   `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`. vikt_load() ignores them, so
+ *   it reads a checkpoint's weights like any other file.
+ * - Metadata, all strings: `vikt.checkpoint.version` ("1");
+ *   `vikt.rng.state` and `vikt.rng.inc`, the model's PCG32 generator as 16
+ *   hexadecimal digits each; and with an optimizer `vikt.optimizer` (the rule:
+ *   "SGD", "AdaGrad", "RMSProp", "Adam" or "AdamW"), `vikt.optimizer.<name>`
+ *   for each hyperparameter the rule uses (names as in ::vikt_optim_param,
+ *   lowercase: "lr", "weight_decay", "clip_norm", "schedule", …),
+ *   `vikt.optimizer.step` (the schedule position), `vikt.optimizer.skipped_steps`,
+ *   `vikt.optimizer.current_lr` (for readers; derived, not read back) and,
+ *   per parameter the optimizer has updated, `vikt.optimizer.state.<parameter>`:
+ *   its own step count t followed by the names of its initialized buffers,
+ *   space-separated ("20 exp_avg exp_avg_sq").
+ * - Real numbers exactly, in C99's hexadecimal floating form
+ *   ("0x1.999999999999ap-4", as strtod() in the C locale and Python's
+ *   float.fromhex() read it), written without the locale; counts in decimal.
+ * - `vikt.checkpoint.crc32c`: the XOR of the CRC32C of each of the other
+ *   checkpoint pairs (key, NUL, value, NUL; every `vikt.` key except the
+ *   per-tensor `vikt.crc32c.` and `vikt.kind.` ones), so a corrupt header is
+ *   caught like corrupt data.
+ *
+ * vikt_checkpoint_load() is strict: the version, the metadata CRC and every
+ * tensor's CRC32C, every model tensor by name and shape (as
+ * ::VIKT_LOAD_STRICT), the optimizer's rule, every hyperparameter (in the
+ * ranges vikt_optimizer_set() accepts), every listed state tensor (present,
+ * F32, of its parameter's shape) and, with an optimizer, no tensor it would
+ * leave behind. All of it is checked before anything changes. Gradients are
+ * not saved; clear them before the next step as usual (vikt_zero_grad()).
  *
  * @section file_format_tool Looking into files from the shell
  *
@@ -1618,8 +1663,8 @@ VIKT_API int vikt_load_buffer(vikt_model *m, const void *data, size_t size,
                               vikt_load_mode mode);
 
 /**
- * @brief The report of the last vikt_load() or vikt_load_buffer(), like
- *        snprintf.
+ * @brief The report of the last vikt_load(), vikt_load_buffer() or
+ *        vikt_checkpoint_load(), like snprintf.
  *
  * The first line is the error of a failed load, or a summary ("vikt_load:
  * PATH: loaded 4 tensors (59 values), created 0; 1 missing, ..."). One line
@@ -1713,6 +1758,61 @@ VIKT_API int vikt_fedavg(vikt_model *dst, vikt_model *const *clients, const doub
  */
 VIKT_API int vikt_fedavg_files(vikt_model *dst, const char *const *paths,
                                const double *weights, int64_t k);
+/**
+ * @brief Save a checkpoint: parameters, buffers, the model's random generator
+ *        and, when @p opt is not NULL, the optimizer's hyperparameters,
+ *        counters and state, crash-safely.
+ *
+ * See @ref file_format_checkpoint for the format and the exact-resume
+ * guarantee, and @ref file_format_crash for what a failed save leaves. Nothing
+ * in the model or optimizer changes.
+ * @param[in] m    The model.
+ * @param[in] opt  An optimizer of @p m, or NULL to save no optimizer state.
+ * @param[in] path The file to create or replace; its directory must exist.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (@p opt belongs to another
+ *         model, a name that is not UTF-8, or with an optimizer a model tensor
+ *         whose name starts with "optimizer.", which state tensors use),
+ *         ::VIKT_ERR_NOMEM or ::VIKT_ERR_IO; on failure the previous file is
+ *         untouched and the model's error message names the file and the
+ *         problem.
+ */
+VIKT_API int vikt_checkpoint_save(vikt_model *m, const vikt_optimizer *opt, const char *path);
+
+/**
+ * @brief Load a checkpoint: parameters and buffers by name (strictly), the
+ *        random generator and, when @p opt is not NULL, the optimizer's state.
+ *
+ * Into a model without parameters or buffers, the file's tensors are created
+ * first, as vikt_load() does; layers called afterwards find them. With
+ * @p opt, its state is replaced by the file's: the per-parameter state
+ * (buffers are allocated as needed; parameters the file has no state for
+ * start fresh), the step count and schedule position, the skipped-step count
+ * and every hyperparameter the rule uses (as torch's
+ * `Optimizer.load_state_dict` restores its settings): call
+ * vikt_optimizer_set() afterwards to change one. With @p opt NULL the
+ * optimizer state in the file is not read.
+ *
+ * Everything is validated (see @ref file_format_checkpoint) and allocated
+ * before anything changes; on any failure the model, its random generator
+ * and the optimizer are left as they were, except that a read error while
+ * the values are copied (after every CRC was verified), or the file changing
+ * during the call, can leave parameters partly loaded; the optimizer and the
+ * generator are then unchanged. The load report (vikt_load_report()) and its
+ * counts describe the call like those of vikt_load().
+ * @param[in]     m    The model.
+ * @param[in,out] opt  An optimizer of @p m of the rule the checkpoint was saved
+ *                     with, or NULL.
+ * @param[in]     path The checkpoint file.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (@p opt belongs to another
+ *         model, is of another rule than the file's, or the file holds no
+ *         optimizer state); ::VIKT_ERR_FORMAT (not a checkpoint, another
+ *         format version, a malformed or corrupt file, invalid or missing
+ *         optimizer state); ::VIKT_ERR_NOT_FOUND or ::VIKT_ERR_SHAPE (the
+ *         model's tensors differ from the file's, as in a strict vikt_load());
+ *         ::VIKT_ERR_IO; ::VIKT_ERR_NOMEM. The message names the file and the
+ *         problem.
+ */
+VIKT_API int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path);
 
 #ifdef __cplusplus
 }
