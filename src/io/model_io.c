@@ -267,7 +267,9 @@ static int strict_failure(loader *L) {
 static int apply(loader *L) {
     unsigned char *chunk = vikt__alloc(L->m, VIKT__IO_CHUNK);
     if (!chunk) return vikt__io_fail(L->m, VIKT_ERR_NOMEM, L->op, L->st->f->path, "out of memory");
+    vikt__mask_load masks = {NULL, 0};
     int rc = verify(L, chunk);
+    if (!rc) rc = vikt__mask_load_prepare(L->m, L->st, L->op, wanted, &masks);
     if (!rc) rc = create(L);
     if (!rc) {
         rc = copy(L, chunk);
@@ -276,6 +278,8 @@ static int apply(loader *L) {
             L->counts[VIKT_LOAD_LOADED] = L->counts[VIKT_LOAD_CREATED] = 0;
         }
     }
+    if (!rc) vikt__mask_load_commit(L->st, wanted, &masks);
+    vikt__mask_load_free(L->m, &masks);
     vikt__free(L->m, chunk, VIKT__IO_CHUNK);
     return rc;
 }
@@ -379,7 +383,10 @@ int vikt_save(vikt_model *m, const char *path) {
         e[i].data = t->data;
         e[i].numel = t->numel;
     }
-    int rc = vikt__st_write(m, "vikt_save", path, e, n, NULL, 0);
+    vikt__mask_meta masks;
+    int rc = vikt__mask_meta_make(m, "vikt_save", &masks);
+    if (!rc) rc = vikt__st_write(m, "vikt_save", path, e, n, masks.pairs, masks.n);
+    vikt__mask_meta_free(m, &masks);
     vikt__free(m, e, bytes);
     return rc;
 }
