@@ -1502,7 +1502,7 @@ VIKT_API int64_t vikt_prune_magnitude(vikt_model *m, const char *pattern, double
  *        step, and whether the step is one at which to prune.
  *
  * Pruning happens at steps t₀ + j·Δt for j = 0 … n, where the sparsity is
- * s_f + (s_i − s_f)·(1 − j/n)³: s_i at t₀, s_f at t₀ + n·Δt. Between those
+ * s_f + (s_i − s_f)·(1 − j/n)³: exactly s_i at t₀ and s_f at t₀ + n·Δt. Between those
  * steps the value of the last one holds; before t₀ it is 0, after the last
  * it is s_f.
  * @param[in]  m        The model that receives the error message; may be

@@ -243,9 +243,12 @@ int vikt_prune_schedule(vikt_model *m, int64_t step, double initial, double fina
     }
     int64_t j = (step - begin) / every;
     int at_step = j <= count && (step - begin) % every == 0;
-    if (j > count) j = count;
-    double left = 1.0 - (double)j / (double)count;
-    *sparsity = final + (initial - final) * left * left * left;
+    if (j >= count) {
+        *sparsity = final; /* exactly, as at j = 0 below */
+    } else {
+        double left = 1.0 - (double)j / (double)count;
+        *sparsity = j == 0 ? initial : final + (initial - final) * left * left * left;
+    }
     return at_step;
 }
 
