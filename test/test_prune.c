@@ -728,6 +728,22 @@ static void malformed_masks_are_rejected(void **state) {
     free(file);
 }
 
+/* A file written by the Python generator (an independent encoder) loads
+ * with the masks it describes. */
+static void python_written_masks_load(void **state) {
+    (void)state;
+    vikt_model *m = vt_model(1);
+    assert_int_equal(vikt_load(m, "test/fuzz/corpus/vikt_masks", VIKT_LOAD_STRICT), VIKT_OK);
+    const uint8_t want_t[2] = {0, 1}, want_w[6] = {1, 0, 1, 1, 0, 1};
+    vikt_tensor *t = vikt_param_find(m, "t"), *w = vikt_param_find(m, "w");
+    assert_non_null(vikt_prune_mask(t));
+    assert_memory_equal(vikt_prune_mask(t), want_t, 2);
+    assert_memory_equal(vikt_prune_mask(w), want_w, 6);
+    const float w_data[6] = {1, 0, 3, 4, 0, 6};
+    assert_memory_equal(vikt_tensor_data(w), w_data, sizeof w_data);
+    vikt_model_destroy(m);
+}
+
 /* --------------------------------------------------------------- report */
 
 static void report_table(void **state) {
@@ -836,6 +852,7 @@ int main(void) {
         cmocka_unit_test(gradual_pruning),
         cmocka_unit_test(masks_survive_save_and_load),
         cmocka_unit_test(malformed_masks_are_rejected),
+        cmocka_unit_test(python_written_masks_load),
         cmocka_unit_test(report_table),
         cmocka_unit_test(out_of_memory_changes_nothing),
     };
