@@ -1633,7 +1633,8 @@ VIKT_API int64_t vikt_prune_report(const vikt_model *m, char *buf, size_t size);
  * vikt metadata naming no tensor. A failed read is ::VIKT_ERR_IO. Reading
  * never crashes, never reads outside the file, and allocates at most the
  * header's length (never more than the file's size) plus 128 KiB, besides
- * the tensors and pruning masks it creates. The reader is fuzzed with libFuzzer.
+ * the tensors and pruning masks it creates. The reader is fuzzed with
+ * libFuzzer.
  *
  * @section file_format_crash Crash-safe saving
  *
