@@ -1394,7 +1394,8 @@ VIKT_API int vikt_optimizer_get(const vikt_optimizer *opt, vikt_optim_param para
  *        Does not zero the gradients. The first step allocates the state;
  *        later steps allocate nothing unless a parameter was added or
  *        unfrozen, or a setting that needs more state (momentum, centered,
- *        amsgrad) was turned on.
+ *        amsgrad) was turned on. Pruned values (see @ref pruning) get a zero
+ *        gradient before clipping and are set to 0 again after the update.
  * @param[in] opt The optimizer.
  * @return ::VIKT_OK (also for a step skipped for non-finite gradients),
  *         ::VIKT_ERR_NULL, ::VIKT_ERR_NOMEM (nothing is updated; a later call
@@ -1464,6 +1465,168 @@ typedef struct vikt_stats {
  */
 VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
 
+/* ---------------------------------------------------------------- pruning */
+
+/**
+ * @page pruning Pruning
+ *
+ * Magnitude pruning sets the weights of smallest absolute value to zero and
+ * keeps them there. vikt_prune_magnitude() picks them per tensor or across
+ * tensors and gives each pruned parameter a **mask** (one byte per value,
+ * 1 kept, 0 pruned, made from the model's allocator the first time the
+ * parameter is pruned). Masked values are exactly 0.0f:
+ *
+ * - when pruned;
+ * - after every vikt_optimizer_step(), which zeroes the masked gradients
+ *   before clipping and the update (so no momentum or Adam state builds up
+ *   there and gradient-norm clipping sees only the kept values) and the
+ *   masked values after it (so weight decay, and state left from before the
+ *   pruning, cannot move them); this allocates nothing;
+ * - after vikt_load(), which restores the masks vikt_save() stored (see
+ *   @ref file_format).
+ *
+ * Values written directly through vikt_tensor_data() are not masked until
+ * the next optimizer step.
+ *
+ * **Which tensors.** By default the weights: parameters of rank >= 2
+ * (dense, convolution, embedding, attention and recurrent matrices), not
+ * biases or normalization parameters (rank 1), as torch.nn.utils.prune is
+ * usually applied. A pattern selects by name or module prefix as
+ * vikt_param_freeze() does, again taking only rank >= 2 parameters, except
+ * that a pattern equal to a parameter's full name selects that parameter
+ * whatever its rank. Frozen parameters are pruned like the others. Buffers
+ * are never pruned.
+ *
+ * **How many.** A tensor of n values pruned to sparsity s has round(s·n)
+ * values masked (half to even, as torch.nn.utils.prune rounds), chosen by
+ * increasing |w|; among equal magnitudes, lower indices go first and, in
+ * the global scope, earlier parameters (creation order) first, so the count
+ * is exact and the choice deterministic. NaN counts as larger than any
+ * number. Pruning again keeps every masked value masked (a mask only loses
+ * ones): the values already masked are counted first towards the new
+ * target, and a target at or below the current count changes nothing.
+ *
+ * **Gradually.** vikt_prune_schedule() gives the sparsity of the cubic
+ * schedule of Zhu and Gupta (2017, "To prune, or not to prune"):
+ * s_t = s_f + (s_i − s_f)·(1 − (t − t₀)/(n·Δt))³ at t = t₀, t₀ + Δt, …,
+ * t₀ + n·Δt:
+ * @code
+ * for (int64_t step = 0; step < steps; step++) {
+ *     double s;
+ *     if (vikt_prune_schedule(m, step, 0.0, 0.9, 1000, 100, 50, &s) == 1)
+ *         vikt_prune_magnitude(m, NULL, s, VIKT_PRUNE_GLOBAL);
+ *     // forward, backward, vikt_optimizer_step() ...
+ * }
+ * @endcode
+ *
+ * vikt_prune_report() prints the sparsity of every parameter,
+ * vikt_prune_count() counts the zeros of a selection, vikt_prune_mask()
+ * reads a mask, and vikt_prune_remove() drops masks and leaves the zeros in
+ * place (the pruning becomes permanent and the values free to train).
+ */
+
+/** @brief Where vikt_prune_magnitude() compares magnitudes. */
+typedef enum vikt_prune_scope {
+    /** Each selected tensor loses round(s·n) of its own n values. */
+    VIKT_PRUNE_PER_TENSOR = 0,
+    /** One threshold across all selected tensors: round(s·N) of their N
+     *  values together, so tensors end at different sparsities. */
+    VIKT_PRUNE_GLOBAL = 1
+} vikt_prune_scope;
+
+/**
+ * @brief Prune the weights of smallest magnitude to a target sparsity and
+ *        keep them at zero through training, saving and loading.
+ *
+ * See @ref pruning for which tensors a pattern selects, how ties are broken
+ * and how re-pruning keeps earlier masks. Nothing changes on failure.
+ * @param[in] m        The model.
+ * @param[in] pattern  A parameter name or module prefix (as
+ *                     vikt_param_freeze()), or NULL (or "") for every
+ *                     parameter of rank >= 2.
+ * @param[in] sparsity The fraction of values to mask, in [0, 1].
+ * @param[in] scope    ::VIKT_PRUNE_PER_TENSOR or ::VIKT_PRUNE_GLOBAL.
+ * @return The number of parameters selected (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_ARG (sparsity outside [0, 1] or NaN, unknown scope),
+ *         ::VIKT_ERR_NOT_FOUND (nothing selected) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_prune_magnitude(vikt_model *m, const char *pattern, double sparsity,
+                                      vikt_prune_scope scope);
+
+/**
+ * @brief The target sparsity of the gradual (cubic) pruning schedule at a
+ *        step, and whether the step is one at which to prune.
+ *
+ * Pruning happens at steps t₀ + j·Δt for j = 0 … n, where the sparsity is
+ * s_f + (s_i − s_f)·(1 − j/n)³: exactly s_i at t₀ and s_f at t₀ + n·Δt. Between those
+ * steps the value of the last one holds; before t₀ it is 0, after the last
+ * it is s_f.
+ * @param[in]  m        The model that receives the error message; may be
+ *                      NULL.
+ * @param[in]  step     The training step t, >= 0.
+ * @param[in]  initial  s_i, in [0, 1].
+ * @param[in]  final    s_f, in [s_i, 1].
+ * @param[in]  begin    t₀, >= 0.
+ * @param[in]  every    Δt, >= 1.
+ * @param[in]  count    n, >= 1 (the steps t₀ … t₀ + n·Δt must fit in
+ *                      int64_t).
+ * @param[out] sparsity Receives the target sparsity at @p step.
+ * @return 1 when @p step is a pruning step, 0 when not, ::VIKT_ERR_NULL
+ *         (@p sparsity is NULL) or ::VIKT_ERR_ARG.
+ */
+VIKT_API int vikt_prune_schedule(vikt_model *m, int64_t step, double initial, double final,
+                                 int64_t begin, int64_t every, int64_t count, double *sparsity);
+
+/**
+ * @brief Drop the masks of parameters: their zeros stay, but training may
+ *        move them again (torch's prune.remove).
+ * @param[in] m       The model.
+ * @param[in] pattern A parameter name or module prefix (any rank), or NULL
+ *                    for every parameter.
+ * @return The number of masks dropped (0 when none of the matched
+ *         parameters had one), ::VIKT_ERR_NULL or ::VIKT_ERR_NOT_FOUND (no
+ *         parameter matches).
+ */
+VIKT_API int64_t vikt_prune_remove(vikt_model *m, const char *pattern);
+
+/**
+ * @brief A parameter's mask.
+ * @param[in] t The tensor.
+ * @return vikt_tensor_numel() bytes, 1 for a kept value and 0 for a pruned
+ *         one, borrowed until the mask is dropped or replaced (a load or
+ *         vikt_prune_remove()) or the tensor destroyed; NULL for a tensor
+ *         that was never pruned, and for NULL.
+ */
+VIKT_API const uint8_t *vikt_prune_mask(const vikt_tensor *t);
+
+/**
+ * @brief Count the zeros of the parameters vikt_prune_magnitude() would
+ *        select with @p pattern.
+ * @param[in]  m       The model.
+ * @param[in]  pattern As for vikt_prune_magnitude(); NULL for every
+ *                     parameter of rank >= 2.
+ * @param[out] zeros   Receives the number of values equal to 0 (either
+ *                     sign), masked or not; may be NULL.
+ * @param[out] numel   Receives the number of values; may be NULL.
+ * @return The number of parameters selected (>= 1), ::VIKT_ERR_NULL or
+ *         ::VIKT_ERR_NOT_FOUND (nothing selected).
+ */
+VIKT_API int64_t vikt_prune_count(vikt_model *m, const char *pattern, int64_t *zeros,
+                                  int64_t *numel);
+
+/**
+ * @brief Write a sparsity table of every parameter: name, shape, count,
+ *        zeros, sparsity (zeros / count) and masked values ("-" without a
+ *        mask), then the totals, like snprintf.
+ * @param[in]  m    The model.
+ * @param[out] buf  Receives at most @p size bytes, NUL-terminated; may be
+ *                  NULL when @p size is 0.
+ * @param[in]  size Capacity of @p buf.
+ * @return The length of the whole table (excluding the NUL; it was truncated
+ *         if this is >= @p size), or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_prune_report(const vikt_model *m, char *buf, size_t size);
+
 /* ------------------------------------------------------------------ files */
 
 /**
@@ -1484,7 +1647,12 @@ VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
  * - The header padded with spaces so the data starts at a multiple of 8.
  * - Metadata `"format": "pt"`; `"vikt.crc32c.<name>"`: the CRC32C
  *   (Castagnoli polynomial 0x1EDC6F41) of each tensor's bytes as 8 lowercase
- *   hex digits; `"vikt.kind.<name>": "buffer"` for each buffer.
+ *   hex digits; `"vikt.kind.<name>": "buffer"` for each buffer;
+ *   `"vikt.mask.<name>"` for each pruned parameter (see @ref pruning): its
+ *   mask as a bitmap, value i in bit i % 8 of byte i / 8 (1 kept, 0 pruned;
+ *   the unused high bits of the last byte 0), in base64 (RFC 4648, with
+ *   padding). Masks go into the metadata, not into more tensors, so the
+ *   file still loads into the torch module with a strict `load_state_dict`.
  * - The same model gives the same bytes.
  *
  * @section file_format_read What vikt_load() reads
@@ -1500,6 +1668,11 @@ VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
  * - Tensors whose `vikt.kind.<name>` is neither "parameter" nor "buffer"
  *   (reserved for checkpoints) are left alone and counted as
  *   ::VIKT_LOAD_IGNORED.
+ * - A parameter loaded from the file gets the mask of its
+ *   `vikt.mask.<name>` entry (and its masked values are set to 0), or loses
+ *   its mask when the file has none. A mask entry naming no tensor or a
+ *   buffer, or whose text is not the canonical base64 of a bitmap of the
+ *   tensor's size, is ::VIKT_ERR_FORMAT.
  *
  * @section file_format_strict A strict reader
  *
@@ -1516,7 +1689,8 @@ VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
  * vikt metadata naming no tensor. A failed read is ::VIKT_ERR_IO. Reading
  * never crashes, never reads outside the file, and allocates at most the
  * header's length (never more than the file's size) plus 128 KiB, besides
- * the tensors it creates. The reader is fuzzed with libFuzzer.
+ * the tensors and pruning masks it creates. The reader is fuzzed with
+ * libFuzzer.
  *
  * @section file_format_crash Crash-safe saving
  *

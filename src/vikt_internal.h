@@ -72,6 +72,9 @@ struct vikt_tensor {
     vikt__record *producer; /* the tape record that made it, or NULL (leaf) */
     const char *op_name;    /* the op that computed it, recorded or not; NULL if none */
     char *name;        /* parameters only */
+    /* Parameters only: numel bytes, 1 kept, 0 pruned; NULL unless pruned
+     * (src/prune.c). Optimizer steps and loads keep masked values at 0. */
+    uint8_t *mask;
     /* Persistent tensors are on the model's list so destroy can free them. */
     vikt_tensor *owned_prev, *owned_next;
 };
@@ -211,6 +214,33 @@ static inline float vikt__tanh(float x) {
  * the rounded sum max + result would lose the result's low bits. When the
  * max is not finite the result is 0, so x_j - max gives what x_j - lse did. */
 float vikt__logsumexp(const float *x, int64_t n, float *max);
+
+/* A module-path match (src/param.c): name equals pattern, or begins with it
+ * followed by '.' (or pattern ends in '.'); "" matches every name. */
+int vikt__name_matches(const char *name, const char *pattern);
+
+/* Text appended like snprintf (src/param.c): len counts every byte asked
+ * for, what did not fit in buf[size] included. */
+typedef struct vikt__text {
+    char *buf;
+    size_t size;
+    int64_t len;
+} vikt__text;
+
+void vikt__emit(vikt__text *o, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- pruning */
+
+/* Hooks of vikt_optimizer_step (src/prune.c): zero the gradients, then the
+ * values, of every parameter's masked entries. Allocate nothing. */
+void vikt__prune_mask_grads(vikt_model *m);
+void vikt__prune_mask_weights(vikt_model *m);
+/* Set a parameter's masked values to 0. */
+void vikt__prune_apply_mask(vikt_tensor *t);
 
 /* ----------------------------------------------------------------- layers */
 

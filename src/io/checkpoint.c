@@ -191,6 +191,7 @@ uint32_t vikt__checkpoint_crc(const vikt__st_entry *e, int64_t n, const char *co
 typedef struct saver {
     vikt_model *m;
     const vikt_optimizer *opt;
+    const vikt__mask_meta *masks; /* pruning masks, as vikt_save writes them */
     vikt__st_entry *e; /* NULL while counting */
     const char **meta;
     char *text;
@@ -274,6 +275,8 @@ static void describe(saver *s) {
     add_meta(s, K_RNG_STATE, "", num);
     snprintf(num, sizeof num, "%016llx", (unsigned long long)m->rng.inc);
     add_meta(s, K_RNG_INC, "", num);
+    for (int64_t i = 0; i < s->masks->n; i++)
+        add_meta(s, s->masks->pairs[2 * i], "", s->masks->pairs[2 * i + 1]);
     if (s->opt) describe_optimizer(s);
     /* Last, over every pair before it. */
     uint32_t crc = s->meta ? vikt__checkpoint_crc(s->e, s->ne, s->meta, s->nmeta) : 0;
@@ -302,18 +305,25 @@ int vikt_checkpoint_save(vikt_model *m, const vikt_optimizer *opt, const char *p
         return vikt__io_fail(m, VIKT_ERR_ARG, op, path, "the optimizer belongs to another model");
     int rc = opt ? check_names(m, path) : VIKT_OK;
     if (rc) return rc;
-    saver s = {m, opt, NULL, NULL, NULL, 0, 0, 0};
+    vikt__mask_meta masks;
+    rc = vikt__mask_meta_make(m, op, &masks);
+    if (rc) return rc;
+    saver s = {m, opt, &masks, NULL, NULL, NULL, 0, 0, 0};
     describe(&s);
     size_t entries = (size_t)s.ne * sizeof *s.e, pairs = (size_t)s.nmeta * 2 * sizeof *s.meta;
     size_t bytes = entries + pairs + s.len;
     unsigned char *block = vikt__alloc(m, bytes);
-    if (!block) return vikt__io_fail(m, VIKT_ERR_NOMEM, op, path, "out of memory");
-    s.e = (vikt__st_entry *)(void *)block;
-    s.meta = (const char **)(void *)(block + entries);
-    s.text = (char *)block + entries + pairs;
-    describe(&s);
-    rc = vikt__st_write(m, op, path, s.e, s.ne, s.meta, s.nmeta);
-    vikt__free(m, block, bytes);
+    if (!block) {
+        rc = vikt__io_fail(m, VIKT_ERR_NOMEM, op, path, "out of memory");
+    } else {
+        s.e = (vikt__st_entry *)(void *)block;
+        s.meta = (const char **)(void *)(block + entries);
+        s.text = (char *)block + entries + pairs;
+        describe(&s);
+        rc = vikt__st_write(m, op, path, s.e, s.ne, s.meta, s.nmeta);
+        vikt__free(m, block, bytes);
+    }
+    vikt__mask_meta_free(m, &masks);
     return rc;
 }
 
@@ -392,7 +402,7 @@ static int check_keys(restore *r, const vikt__st *st) {
         vikt__st_meta_at(st, i, &k, &v);
         if (!own_key(k)) continue;
         int known = strncmp(k, "vikt.kind.", 10) == 0 || strcmp(k, K_VERSION) == 0 ||
-                    strcmp(k, K_RNG_STATE) == 0 || strcmp(k, K_RNG_INC) == 0 ||
+                    strcmp(k, K_RNG_STATE) == 0 || strcmp(k, K_RNG_INC) == 0 || strncmp(k, VIKT__MASK_KEY, strlen(VIKT__MASK_KEY)) == 0 ||
                     strcmp(k, K_OPT) == 0 || strncmp(k, K_OPT_, strlen(K_OPT_)) == 0;
         if (!known) return bad(r, VIKT_ERR_FORMAT, "unknown checkpoint metadata " Q, QARG(k));
         crc ^= pair_crc("", k, v);

@@ -299,4 +299,37 @@ uint32_t vikt__checkpoint_crc(const vikt__st_entry *e, int64_t n, const char *co
 const char *vikt__clip_prefix(const char *s, size_t max); /* "..." or "" */
 const char *vikt__clip_tail(const char *s, size_t max);   /* the last max bytes */
 
+/* ------------------------------------------------------- pruning masks */
+
+#define VIKT__MASK_KEY "vikt.mask." /* the prefix of every mask's metadata key */
+
+/* vikt_save's metadata for the pruning masks (mask_io.c): pairs[2i] is
+ * "vikt.mask.<name>", pairs[2i + 1] the mask in base64; n pairs, none
+ * (and nothing allocated) for a model without masks. */
+typedef struct vikt__mask_meta {
+    const char **pairs;
+    int64_t n;
+    char *text; /* the keys and values, one block */
+    size_t text_size;
+} vikt__mask_meta;
+
+int vikt__mask_meta_make(vikt_model *m, const char *op, vikt__mask_meta *mm);
+void vikt__mask_meta_free(vikt_model *m, vikt__mask_meta *mm);
+
+/* A load's masks, in two steps so that a load that fails changes nothing:
+ * prepare (before anything is copied) checks every mask entry and decodes
+ * those of the tensors `wanted` says will be loaded; commit (after the copy)
+ * gives each loaded tensor the file's mask, or none, and zeroes its masked
+ * values. free releases what commit did not take. */
+typedef int (*vikt__st_pred)(const vikt__st *st, const vikt__st_tensor *t);
+typedef struct vikt__mask_load {
+    struct vikt__mask_pending *p;
+    int64_t n;
+} vikt__mask_load;
+
+int vikt__mask_load_prepare(vikt_model *m, vikt__st *st, const char *op, vikt__st_pred wanted,
+                            vikt__mask_load *ml);
+void vikt__mask_load_commit(vikt__st *st, vikt__st_pred wanted, vikt__mask_load *ml);
+void vikt__mask_load_free(vikt_model *m, vikt__mask_load *ml);
+
 #endif

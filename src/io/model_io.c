@@ -205,9 +205,15 @@ static void classify(loader *L) {
     classify_rest(L);
 }
 
-static int wanted(const vikt__st *st, const vikt__st_tensor *f) {
+/* File tensors whose values go into model tensors. */
+static int into_model(const vikt__st *st, const vikt__st_tensor *f) {
     int mark = vikt__st_mark(st, f);
-    return mark == MARK_LOAD || mark == MARK_CREATE || mark == MARK_CLAIMED;
+    return mark == MARK_LOAD || mark == MARK_CREATE;
+}
+
+/* ... and those an extension claimed (a checkpoint's optimizer state). */
+static int wanted(const vikt__st *st, const vikt__st_tensor *f) {
+    return into_model(st, f) || vikt__st_mark(st, f) == MARK_CLAIMED;
 }
 
 void vikt__load_claim(vikt__st *st, const vikt__st_tensor *t) {
@@ -282,7 +288,9 @@ static int strict_failure(loader *L) {
 static int apply(loader *L, vikt__load_ext *x) {
     unsigned char *chunk = vikt__alloc(L->m, VIKT__IO_CHUNK);
     if (!chunk) return vikt__io_fail(L->m, VIKT_ERR_NOMEM, L->op, L->st->f->path, "out of memory");
+    vikt__mask_load masks = {NULL, 0};
     int rc = verify(L, chunk);
+    if (!rc) rc = vikt__mask_load_prepare(L->m, L->st, L->op, into_model, &masks);
     if (!rc) rc = create(L);
     int prepared = 0;
     if (!rc && x) {
@@ -295,6 +303,8 @@ static int apply(loader *L, vikt__load_ext *x) {
         uncreate(L->m);
         L->counts[VIKT_LOAD_LOADED] = L->counts[VIKT_LOAD_CREATED] = 0;
     }
+    if (!rc) vikt__mask_load_commit(L->st, into_model, &masks);
+    vikt__mask_load_free(L->m, &masks);
     vikt__free(L->m, chunk, VIKT__IO_CHUNK);
     return rc;
 }
@@ -410,7 +420,10 @@ int vikt_save(vikt_model *m, const char *path) {
         e[i].data = t->data;
         e[i].numel = t->numel;
     }
-    int rc = vikt__st_write(m, "vikt_save", path, e, n, NULL, 0);
+    vikt__mask_meta masks;
+    int rc = vikt__mask_meta_make(m, "vikt_save", &masks);
+    if (!rc) rc = vikt__st_write(m, "vikt_save", path, e, n, masks.pairs, masks.n);
+    vikt__mask_meta_free(m, &masks);
     vikt__free(m, e, bytes);
     return rc;
 }

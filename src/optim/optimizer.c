@@ -525,6 +525,7 @@ int vikt_optimizer_step(vikt_optimizer *opt) {
     if (!err) err = allocate_buffers(opt, need);
     if (err) return err;
 
+    vikt__prune_mask_grads(m); /* pruned weights: no gradient, no state */
     if (opt->hp[VIKT_OPT_CLIP_VALUE] > 0) clip_by_value(m, opt->hp[VIKT_OPT_CLIP_VALUE]);
     if (opt->hp[VIKT_OPT_CLIP_NORM] > 0) clip_by_norm(m, opt->hp[VIKT_OPT_CLIP_NORM]);
     double lr = scheduled_lr(opt->hp, opt->steps);
@@ -536,6 +537,7 @@ int vikt_optimizer_step(vikt_optimizer *opt) {
         initialize_buffers(opt, s, need);
         rules[opt->kind](opt, p, s, lr);
     }
+    vikt__prune_mask_weights(m); /* and exactly 0 despite decay and old state */
     opt->steps++;
     return VIKT_OK;
 }

@@ -124,6 +124,14 @@ SIGNATURES = {
     "vikt_model_num_trainable": (c_int64, [Model]),
     "vikt_param_freeze": (c_int64, [Model, c_char_p, c_int]),
     "vikt_model_summary": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
+    # pruning
+    "vikt_prune_magnitude": (c_int64, [Model, c_char_p, ctypes.c_double, c_int]),
+    "vikt_prune_schedule": (c_int, [Model, c_int64, ctypes.c_double, ctypes.c_double, c_int64,
+                                    c_int64, c_int64, POINTER(ctypes.c_double)]),
+    "vikt_prune_remove": (c_int64, [Model, c_char_p]),
+    "vikt_prune_mask": (POINTER(ctypes.c_uint8), [Tensor]),
+    "vikt_prune_count": (c_int64, [Model, c_char_p, I64P, I64P]),
+    "vikt_prune_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     # ops
     "vikt_add": (Tensor, [Model, Tensor, Tensor]),
     "vikt_sub": (Tensor, [Model, Tensor, Tensor]),
@@ -520,6 +528,38 @@ def freeze_and_summary(lib):
         small = ctypes.create_string_buffer(b"\xff" * 8, 8)
         expect(lib.vikt_model_summary(m, small, 8) == need and small.raw[7] == 0,
                "truncated summary must return the full length and end in NUL")
+    finally:
+        lib.vikt_model_destroy(m)
+
+
+@test
+def pruning(lib):
+    VIKT_PRUNE_GLOBAL = 1
+    m = Model()
+    expect(lib.vikt_model_create(None, 3, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        w = lib.vikt_param(m, b"fc.weight", 2, shape(2, 4), VIKT_INIT_ZEROS)
+        b = lib.vikt_param(m, b"fc.bias", 1, shape(2), VIKT_INIT_ZEROS)
+        for i, v in enumerate((0.5, -3.0, 0.25, 2.0, -1.0, 0.75, 4.0, -0.125)):
+            lib.vikt_tensor_data(w)[i] = v
+        expect(lib.vikt_prune_magnitude(m, None, 0.5, VIKT_PRUNE_GLOBAL) == 1,
+               "prune_magnitude: " + errmsg(lib, m))
+        mask = lib.vikt_prune_mask(w)
+        expect([mask[i] for i in range(8)] == [0, 1, 0, 1, 1, 0, 1, 0], "mask of the 4 smallest")
+        expect(not lib.vikt_prune_mask(b), "a bias was pruned")
+        zeros, numel = c_int64(), c_int64()
+        expect(lib.vikt_prune_count(m, None, ctypes.byref(zeros), ctypes.byref(numel)) == 1
+               and zeros.value == 4 and numel.value == 8, "prune_count")
+        s = ctypes.c_double()
+        expect(lib.vikt_prune_schedule(m, 10, 0.0, 0.8, 10, 5, 4, ctypes.byref(s)) == 1
+               and s.value == 0.0, "schedule at t0")
+        expect(lib.vikt_prune_magnitude(m, None, float("nan"), 0) == VIKT_ERR_ARG, "NaN sparsity")
+        lib.vikt_model_clear_error(m)
+        need = lib.vikt_prune_report(m, None, 0)
+        buf = ctypes.create_string_buffer(need + 1)
+        expect(lib.vikt_prune_report(m, buf, need + 1) == need and b"50.00%" in buf.value,
+               f"prune_report: {buf.value!r}")
+        expect(lib.vikt_prune_remove(m, None) == 1 and not lib.vikt_prune_mask(w), "prune_remove")
     finally:
         lib.vikt_model_destroy(m)
 
