@@ -1581,6 +1581,253 @@ VIKT_API int64_t vikt_load_report(const vikt_model *m, char *buf, size_t size);
  */
 VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat);
 
+/* ------------------------------------------------------------------ data */
+
+/**
+ * @page data_guide Data: datasets, loaders and mini-batches
+ *
+ * A ::vikt_dataset is n samples, each a float32 feature tensor of the same
+ * shape (rank 1 to 3, so a batch is rank 2 to 4), with either an int32 class
+ * label, a row of float targets of a fixed width, or nothing (for
+ * prediction). It belongs to the model it was made with: its memory comes
+ * from the model's allocator, its errors are the model's sticky error
+ * (vikt_model_errmsg()), its shuffles draw from the model's generator (the
+ * same seed gives the same order), and it must be destroyed before the model.
+ *
+ * A dataset has an **order**: a list of sample indices that batches follow.
+ * vikt_dataset_shuffle() redraws it; vikt_dataset_split() makes two datasets
+ * whose orders are disjoint parts of another's, sharing its samples without
+ * copying them. Batch @c b of size @c B is positions [b·B, b·B + B) of the
+ * order: vikt_dataset_input() gathers them into a step tensor (the step
+ * arena, so a fixed-size loop allocates nothing after the first step) and
+ * vikt_dataset_copy_batch() into caller buffers.
+ *
+ * @section data_csv CSV files (vikt_dataset_load_csv())
+ *
+ * - One sample per line, fields split by a one-byte delimiter, no quoting.
+ *   Lines end in LF or CRLF; the last line may lack its end. Lines that are
+ *   empty or hold only spaces and tabs are skipped anywhere. An optional
+ *   first line is a header and is not read.
+ * - Every field is a decimal number: optional spaces or tabs, an optional
+ *   sign, digits with an optional decimal point (at least one digit), an
+ *   optional exponent (`e` or `E`, optional sign, digits), optional spaces or
+ *   tabs. Nothing else: no hexadecimal, `inf`, `nan`, thousands separators or
+ *   quotes, and no value whose magnitude overflows float32. Conversion uses
+ *   strtod() and so assumes the C locale's decimal point (the default of
+ *   every C program that does not call setlocale()).
+ * - Every line has the same number of fields (at least 2) as the first data
+ *   line. The label column holds whole numbers from 0 to 2147483646, below
+ *   @c classes when that is given; the other columns are the features, in
+ *   file order, a sample of shape [fields − 1].
+ * - Errors are ::VIKT_ERR_FORMAT with the message
+ *   `vikt_dataset_load_csv: FILE:LINE:COLUMN: PROBLEM` (1-based line of the
+ *   file, header included, and 1-based byte column of the field), for: a
+ *   field that is not a number, an empty field, a value out of float32's
+ *   range, a line with too few or too many fields, a label that is not a
+ *   whole number in range, and a file with no data line (`FILE:1:1`).
+ *   A file that cannot be opened or read is ::VIKT_ERR_IO (`FILE: reason`).
+ *   A bad field is never read as zero.
+ *
+ * @section data_idx IDX files (vikt_dataset_load_idx())
+ *
+ * The format of MNIST and Fashion-MNIST, uncompressed (gunzip the `.gz`
+ * files first): two zero bytes, a type byte (only 0x08, unsigned bytes, is
+ * read), a byte with the number of dimensions, each dimension as a
+ * big-endian 32-bit count, then the values row-major.
+ * - The images file has 2 to 4 dimensions, the first being the sample count
+ *   (MNIST: magic 0x00000803, [60000, 28, 28]). A sample of two dimensions
+ *   [H, W] gets a channel axis, [1, H, W], so a batch [B, 1, H, W] goes
+ *   straight into vikt_conv2d() (vikt_flatten() it for a dense layer);
+ *   other samples keep their dimensions. Each byte v becomes v / 255.0f, in
+ *   [0, 1].
+ * - The labels file (magic 0x00000801) has one dimension equal to the
+ *   images' sample count; each byte is a class label, and the class count is
+ *   the largest label + 1.
+ * - Errors are ::VIKT_ERR_FORMAT naming the file and the byte offset:
+ *   `vikt_dataset_load_idx: FILE: byte OFFSET: PROBLEM` for a bad magic
+ *   (type or dimension count), a zero dimension, a size that overflows, a
+ *   truncated file (expected and actual sizes), bytes after the data, and
+ *   sample counts that differ between the two files.
+ */
+
+/** @brief A dataset: samples, targets and an order (see @ref data_guide). */
+typedef struct vikt_dataset vikt_dataset;
+
+/**
+ * @brief A dataset over caller arrays, which are borrowed, not copied.
+ *
+ * The arrays must stay valid and unchanged until the dataset and every
+ * dataset split from it are destroyed. The order starts as 0, 1, …, n − 1.
+ * @param[in]  m            The model that owns the dataset.
+ * @param[in]  n            Samples, >= 1.
+ * @param[in]  rank         Rank of one sample's features, 1 to 3.
+ * @param[in]  shape        @p rank sizes, each >= 1.
+ * @param[in]  features     n × prod(shape) floats, sample after sample.
+ * @param[in]  labels       n class labels, each >= 0, or NULL.
+ * @param[in]  targets      n × @p target_width floats, or NULL; at most one
+ *                          of @p labels and @p targets may be given.
+ * @param[in]  target_width Targets per sample (>= 1 with @p targets, else 0).
+ * @param[out] out          Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (recorded on the model,
+ *         naming the argument) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_dataset_create(vikt_model *m, int64_t n, int rank, const int64_t *shape,
+                                 const float *features, const int32_t *labels,
+                                 const float *targets, int64_t target_width,
+                                 vikt_dataset **out);
+
+/**
+ * @brief Load a numeric CSV file with a class-label column into a dataset
+ *        that owns its data (format and errors: @ref data_csv).
+ * @param[in]  m            The model that owns the dataset.
+ * @param[in]  path         The file.
+ * @param[in]  header       Non-zero if the first line is a header to skip.
+ * @param[in]  label_column The label's field: 0-based, or negative to count
+ *                          from the end (-1 is the last field).
+ * @param[in]  delimiter    The field separator, e.g. ',' ';' '\\t' or ' ';
+ *                          not a digit, '+', '-', '.', 'e', 'E', CR or LF.
+ * @param[in]  classes      The number of classes (labels must be below it),
+ *                          or 0 to take the largest label + 1.
+ * @param[out] out          Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (bad delimiter,
+ *         classes, or a label column outside the fields), ::VIKT_ERR_IO,
+ *         ::VIKT_ERR_FORMAT or ::VIKT_ERR_NOMEM; the model's message says
+ *         where (`FILE:LINE:COLUMN: problem`).
+ */
+VIKT_API int vikt_dataset_load_csv(vikt_model *m, const char *path, int header,
+                                   int label_column, int delimiter, int64_t classes,
+                                   vikt_dataset **out);
+
+/**
+ * @brief Load IDX image and label files (MNIST, Fashion-MNIST) into a
+ *        dataset that owns its data (format and errors: @ref data_idx).
+ * @param[in]  m           The model that owns the dataset.
+ * @param[in]  images_path The images file (uncompressed).
+ * @param[in]  labels_path The labels file, or NULL for a dataset without
+ *                         labels.
+ * @param[out] out         Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_IO, ::VIKT_ERR_FORMAT or
+ *         ::VIKT_ERR_NOMEM; the model's message names the file and offset.
+ */
+VIKT_API int vikt_dataset_load_idx(vikt_model *m, const char *images_path,
+                                   const char *labels_path, vikt_dataset **out);
+
+/**
+ * @brief Destroy a dataset. Samples shared with datasets split from it stay
+ *        until the last of them is destroyed.
+ * @param[in] ds The dataset, or NULL (nothing happens).
+ */
+VIKT_API void vikt_dataset_destroy(vikt_dataset *ds);
+
+/**
+ * @brief The number of samples (the length of the order).
+ * @param[in] ds The dataset.
+ * @return The count, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_size(const vikt_dataset *ds);
+
+/**
+ * @brief The shape of one sample's features.
+ * @param[in]  ds    The dataset.
+ * @param[out] shape Receives rank sizes (room for 3), or NULL.
+ * @return The rank (1 to 3), or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_dataset_feature_shape(const vikt_dataset *ds, int64_t *shape);
+
+/**
+ * @brief The number of classes of a labelled dataset.
+ * @param[in] ds The dataset.
+ * @return The count given to the loader, or the largest label + 1 (over
+ *         all samples it shares); 0 without labels; ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_num_classes(const vikt_dataset *ds);
+
+/**
+ * @brief The number of float targets per sample.
+ * @param[in] ds The dataset.
+ * @return The width, 0 for labels or no targets, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_target_width(const vikt_dataset *ds);
+
+/**
+ * @brief Redraw the order as a uniformly random permutation of its
+ *        samples (Fisher–Yates over the model's generator, so the same seed
+ *        and calls give the same order everywhere). Allocates nothing.
+ * @param[in,out] ds The dataset.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_dataset_shuffle(vikt_dataset *ds);
+
+/**
+ * @brief Split a dataset into a training and a validation dataset.
+ *
+ * The samples of @p ds are permuted with the model's generator; the first
+ * n − @p val_count go to @p train and the rest to @p val, so the two are
+ * disjoint, cover @p ds and are the same for the same seed. Both share the
+ * samples of @p ds (nothing is copied) and may outlive it. @p ds is not
+ * changed.
+ * @param[in]  ds        The dataset.
+ * @param[in]  val_count Samples for validation, 1 to n − 1.
+ * @param[out] train     Receives the training part; NULL on failure.
+ * @param[out] val       Receives the validation part; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_dataset_split(const vikt_dataset *ds, int64_t val_count,
+                                vikt_dataset **train, vikt_dataset **val);
+
+/**
+ * @brief Rescale every stored feature to x · @p scale + @p shift (e.g.
+ *        pixels 0..16 to [0, 1]), in the samples shared with every dataset
+ *        split from the same load.
+ * @param[in,out] ds    A dataset made by a loader.
+ * @param[in]     scale Finite factor.
+ * @param[in]     shift Finite offset.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (not finite) or
+ *         ::VIKT_ERR_STATE (the data is the caller's: change it there).
+ */
+VIKT_API int vikt_dataset_scale(vikt_dataset *ds, float scale, float shift);
+
+/**
+ * @brief Copy the samples at positions [@p start, @p start + @p count) of
+ *        the order into caller buffers.
+ * @param[in]  ds       The dataset.
+ * @param[in]  start    First position, >= 0.
+ * @param[in]  count    Samples, >= 1, with @p start + @p count <= n.
+ * @param[out] features count × feature size floats, or NULL to skip.
+ * @param[out] labels   count labels, or NULL to skip (must be NULL when the
+ *                      dataset has none).
+ * @param[out] targets  count × target width floats, or NULL to skip (must be
+ *                      NULL when the dataset has none).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (recorded on the
+ *         model).
+ */
+VIKT_API int vikt_dataset_copy_batch(const vikt_dataset *ds, int64_t start, int64_t count,
+                                     float *features, int32_t *labels, float *targets);
+
+/**
+ * @brief A step tensor [count, feature shape…] of the features at positions
+ *        [@p start, @p start + @p count) of the order, made in the model's
+ *        step arena like vikt_input().
+ * @param[in] ds    The dataset.
+ * @param[in] start First position, >= 0.
+ * @param[in] count Samples, >= 1, with @p start + @p count <= n.
+ * @return The tensor (valid until the next vikt_step_begin()), or NULL with
+ *         the error recorded on the model.
+ */
+VIKT_API vikt_tensor *vikt_dataset_input(const vikt_dataset *ds, int64_t start,
+                                         int64_t count);
+
+/**
+ * @brief A step tensor [count, target width] of the float targets at
+ *        positions [@p start, @p start + @p count) of the order.
+ * @param[in] ds    The dataset; it must have float targets.
+ * @param[in] start First position, >= 0.
+ * @param[in] count Samples, >= 1, with @p start + @p count <= n.
+ * @return The tensor, or NULL with the error recorded on the model.
+ */
+VIKT_API vikt_tensor *vikt_dataset_target_input(const vikt_dataset *ds, int64_t start,
+                                                int64_t count);
+
 #ifdef __cplusplus
 }
 #endif

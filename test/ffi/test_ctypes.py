@@ -39,9 +39,14 @@ class vikt_optimizer(Structure):
     """Opaque."""
 
 
+class vikt_dataset(Structure):
+    """Opaque."""
+
+
 Model = POINTER(vikt_model)
 Tensor = POINTER(vikt_tensor)
 Optimizer = POINTER(vikt_optimizer)
+Dataset = POINTER(vikt_dataset)
 
 vikt_alloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_size_t)
 vikt_free_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
@@ -184,6 +189,25 @@ SIGNATURES = {
     "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
     "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     "vikt_load_report_count": (c_int64, [Model, c_int]),
+    # data
+    "vikt_dataset_create": (c_int, [Model, c_int64, c_int, POINTER(c_int64), POINTER(c_float),
+                                    POINTER(c_int32), POINTER(c_float), c_int64,
+                                    POINTER(Dataset)]),
+    "vikt_dataset_load_csv": (c_int, [Model, c_char_p, c_int, c_int, c_int, c_int64,
+                                      POINTER(Dataset)]),
+    "vikt_dataset_load_idx": (c_int, [Model, c_char_p, c_char_p, POINTER(Dataset)]),
+    "vikt_dataset_destroy": (None, [Dataset]),
+    "vikt_dataset_size": (c_int64, [Dataset]),
+    "vikt_dataset_feature_shape": (c_int, [Dataset, POINTER(c_int64)]),
+    "vikt_dataset_num_classes": (c_int64, [Dataset]),
+    "vikt_dataset_target_width": (c_int64, [Dataset]),
+    "vikt_dataset_shuffle": (c_int, [Dataset]),
+    "vikt_dataset_split": (c_int, [Dataset, c_int64, POINTER(Dataset), POINTER(Dataset)]),
+    "vikt_dataset_scale": (c_int, [Dataset, c_float, c_float]),
+    "vikt_dataset_copy_batch": (c_int, [Dataset, c_int64, c_int64, POINTER(c_float),
+                                        POINTER(c_int32), POINTER(c_float)]),
+    "vikt_dataset_input": (Tensor, [Dataset, c_int64, c_int64]),
+    "vikt_dataset_target_input": (Tensor, [Dataset, c_int64, c_int64]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -625,6 +649,34 @@ def files_round_trip(lib):
     finally:
         lib.vikt_model_destroy(a)
         lib.vikt_model_destroy(b)
+
+
+@test
+def csv_dataset_and_its_errors(lib):
+    """A CSV load through ctypes, and the FILE:LINE:COLUMN message of a bad one."""
+    import tempfile
+    m = Model()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            good = os.path.join(d, "good.csv")
+            bad = os.path.join(d, "bad.csv")
+            open(good, "w").write("x,y,label\n1,2,0\n3,4,1\n")
+            open(bad, "w").write("1,2,0\n3,oops,1\n")
+            ds = Dataset()
+            rc = lib.vikt_dataset_load_csv(m, good.encode(), 1, -1, ord(","), 0, ctypes.byref(ds))
+            expect(rc == VIKT_OK and ds, "load_csv: " + errmsg(lib, m))
+            expect(lib.vikt_dataset_size(ds) == 2 and lib.vikt_dataset_num_classes(ds) == 2, "size")
+            xs = (c_float * 4)()
+            ys = (c_int32 * 2)()
+            expect(lib.vikt_dataset_copy_batch(ds, 0, 2, xs, ys, None) == VIKT_OK, "copy_batch")
+            expect(list(xs) == [1, 2, 3, 4] and list(ys) == [0, 1], "values")
+            lib.vikt_dataset_destroy(ds)
+            rc = lib.vikt_dataset_load_csv(m, bad.encode(), 0, -1, ord(","), 0, ctypes.byref(ds))
+            expect(rc == -8 and not ds, f"bad csv: {rc}")
+            expect(f"{bad}:2:3: not a number".encode() in lib.vikt_model_errmsg(m), errmsg(lib, m))
+    finally:
+        lib.vikt_model_destroy(m)
 
 
 def main():
