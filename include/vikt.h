@@ -1828,6 +1828,259 @@ VIKT_API vikt_tensor *vikt_dataset_input(const vikt_dataset *ds, int64_t start,
 VIKT_API vikt_tensor *vikt_dataset_target_input(const vikt_dataset *ds, int64_t start,
                                                 int64_t count);
 
+/* --------------------------------------------------------------- training */
+
+/**
+ * @page fit_guide Training: the fit loop, progress, early stopping
+ *
+ * A ::vikt_trainer runs the loop every training program writes: for each
+ * epoch, shuffle the training set (::VIKT_FIT_SHUFFLE), and for each batch
+ * vikt_step_begin(), vikt_zero_grad(), vikt_dataset_input(), the caller's
+ * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS), vikt_backward() and
+ * vikt_optimizer_step(); then measure the validation set with
+ * vikt_trainer_evaluate(). Nothing in it is private: the same calls
+ * written by hand give the same result (see examples/demo.c).
+ *
+ * @section fit_metrics Metrics
+ *
+ * The loss of an epoch is the mean over its samples (each batch's mean loss
+ * weighted by its size). Accuracy is the share of rows whose largest logit
+ * is the label (cross-entropy), or of elements where (logit > 0) equals
+ * (target >= 0.5) (binary cross-entropy); it is NaN for mean squared error.
+ * Validation metrics are measured after each epoch in evaluation mode: no
+ * tape (vikt_set_grad_enabled() 0), dropout off (vikt_set_training() 0),
+ * parameters unchanged; both modes are put back afterwards.
+ *
+ * @section fit_progress Progress
+ *
+ * Progress goes to stderr, or to a ::vikt_write_fn (vikt_trainer_set_output()).
+ * ::VIKT_PROGRESS_AUTO redraws one line in place (carriage return and
+ * erase-line, at most every 0.1 s) when the output is stderr and stderr is a
+ * terminal, and writes plain lines otherwise. A step line reads
+ * `epoch 3/10  step 120/938  loss 0.4123  1234 samples/s  ETA 0:42` (running
+ * mean loss of the epoch, its speed, the time left in the epoch); plain mode
+ * writes one every ::VIKT_FIT_PRINT_EVERY steps (none by default). Every
+ * epoch ends with a line
+ * `epoch 3/10  loss 0.4123  accuracy 0.8812  val_loss 0.4501  val_accuracy 0.8790  2.1s`
+ * (accuracy fields only where defined, val fields only with a validation
+ * set), and an early stop with
+ * `early stopping: val_loss did not improve for 2 epochs; best epoch 3 (val_loss 0.4501), parameters restored`.
+ * ::VIKT_PROGRESS_OFF writes nothing.
+ *
+ * @section fit_early Early stopping
+ *
+ * With ::VIKT_FIT_PATIENCE p > 0 and a validation set, an epoch improves
+ * when its validation loss is below the best so far minus
+ * ::VIKT_FIT_MIN_DELTA; after p epochs in a row without improvement the fit
+ * stops. With ::VIKT_FIT_RESTORE_BEST (the default) the values of every
+ * parameter and buffer of the best epoch are copied back when the fit ends,
+ * early or not (optimizer state is not rewound). The copy is allocated once,
+ * during the first step.
+ *
+ * @section fit_memory Memory
+ *
+ * vikt_trainer_fit() allocates its label buffer when it starts and the
+ * best-epoch copy during the first step; together with the step arena and
+ * the optimizer state (made by the first step), every later step and
+ * evaluation of the same batch size makes no allocator call. The log file
+ * and the progress output use the C library's stdio.
+ */
+
+/** @brief A training loop with its settings and its last results. */
+typedef struct vikt_trainer vikt_trainer;
+
+/**
+ * @brief The model definition the trainer runs: predictions from a batch.
+ * @param[in] m  The model.
+ * @param[in] x  The batch's features, [batch, feature shape…] (a step tensor).
+ * @param[in] ud The user data given to vikt_trainer_create().
+ * @return Logits or predictions: [batch, classes] for cross-entropy, the
+ *         targets' shape [batch, width] otherwise; NULL on error (recorded
+ *         on the model, as ops do).
+ */
+typedef vikt_tensor *(*vikt_forward_fn)(vikt_model *m, vikt_tensor *x, void *ud);
+
+/** @brief Events a ::vikt_fit_callback_fn is called for. */
+typedef enum vikt_fit_event {
+    VIKT_FIT_STEP_END = 0, /**< After each optimizer step. */
+    VIKT_FIT_EPOCH_END = 1 /**< After each epoch's validation and bookkeeping. */
+} vikt_fit_event;
+
+/**
+ * @brief Called by vikt_trainer_fit() after each step and each epoch;
+ *        vikt_trainer_get() reads where the fit is and what it measured.
+ * @param[in] t     The trainer.
+ * @param[in] event A ::vikt_fit_event.
+ * @param[in] ud    The user data given to vikt_trainer_set_callback().
+ * @return 0 to go on; non-zero to stop the fit after this step or epoch
+ *         (it then returns ::VIKT_OK, with ::VIKT_FIT_STOPPED 2).
+ */
+typedef int (*vikt_fit_callback_fn)(vikt_trainer *t, vikt_fit_event event, void *ud);
+
+/**
+ * @brief Receives progress text.
+ * @param[in] ud   The user data given to vikt_trainer_set_output().
+ * @param[in] text @p len bytes (also NUL-terminated), valid during the call.
+ * @param[in] len  Bytes of text.
+ */
+typedef void (*vikt_write_fn)(void *ud, const char *text, size_t len);
+
+/** @brief The loss a trainer minimizes. */
+typedef enum vikt_loss_kind {
+    VIKT_LOSS_CROSS_ENTROPY = 0, /**< vikt_cross_entropy_loss() on class labels. */
+    VIKT_LOSS_MSE = 1,           /**< vikt_mse_loss() on float targets. */
+    VIKT_LOSS_BCE_WITH_LOGITS = 2 /**< vikt_bce_with_logits_loss() on float targets. */
+} vikt_loss_kind;
+
+/** @brief How progress is shown (@ref fit_progress). */
+typedef enum vikt_progress {
+    VIKT_PROGRESS_OFF = 0,   /**< Nothing. */
+    VIKT_PROGRESS_AUTO = 1,  /**< Redraw on a terminal, plain lines otherwise. */
+    VIKT_PROGRESS_PLAIN = 2, /**< Plain lines. */
+    VIKT_PROGRESS_REDRAW = 3 /**< Redraw one line in place. */
+} vikt_progress;
+
+/** @brief Settings (read and written) and results (read-only) of a trainer. */
+typedef enum vikt_fit_param {
+    VIKT_FIT_EPOCHS = 0,       /**< Epochs, >= 1; default 10. */
+    VIKT_FIT_BATCH_SIZE = 1,   /**< Samples per step, >= 1; default 32. */
+    VIKT_FIT_LOSS = 2,         /**< A ::vikt_loss_kind; default cross-entropy. */
+    VIKT_FIT_SHUFFLE = 3,      /**< 1 (default): vikt_dataset_shuffle() the training set
+                                    before every epoch; 0: keep its order. */
+    VIKT_FIT_DROP_LAST = 4,    /**< 1: skip a last batch smaller than the batch size;
+                                    0 (default): train on it. */
+    VIKT_FIT_PATIENCE = 5,     /**< Early stopping after this many epochs without
+                                    improvement, >= 0; 0 (default) is off. */
+    VIKT_FIT_MIN_DELTA = 6,    /**< The decrease of validation loss that counts as
+                                    improvement, >= 0; default 0. */
+    VIKT_FIT_RESTORE_BEST = 7, /**< 1 (default) or 0: with early stopping, end with
+                                    the best epoch's values. */
+    VIKT_FIT_PROGRESS = 8,     /**< A ::vikt_progress; default auto. */
+    VIKT_FIT_PRINT_EVERY = 9,  /**< Plain mode: a step line every this many steps,
+                                    >= 0; default 0 (epoch lines only). */
+    VIKT_FIT_EPOCH = 10,       /**< Read-only: the current (or last) epoch, from 1. */
+    VIKT_FIT_STEP = 11,        /**< Read-only: the step within the epoch, from 1. */
+    VIKT_FIT_STEPS_PER_EPOCH = 12, /**< Read-only: steps in each epoch. */
+    VIKT_FIT_GLOBAL_STEP = 13, /**< Read-only: steps since the fit began. */
+    VIKT_FIT_BATCH_LOSS = 14,  /**< Read-only: the loss of the last step. */
+    VIKT_FIT_TRAIN_LOSS = 15,  /**< Read-only: the epoch's mean training loss so far. */
+    VIKT_FIT_TRAIN_ACCURACY = 16, /**< Read-only: the epoch's training accuracy so far. */
+    VIKT_FIT_VAL_LOSS = 17,    /**< Read-only: validation loss of the last epoch (NaN
+                                    without a validation set). */
+    VIKT_FIT_VAL_ACCURACY = 18, /**< Read-only: validation accuracy of the last epoch. */
+    VIKT_FIT_BEST_EPOCH = 19,  /**< Read-only: the epoch of the lowest validation loss
+                                    (0 before one is measured). */
+    VIKT_FIT_BEST_VAL_LOSS = 20, /**< Read-only: that loss (NaN before). */
+    VIKT_FIT_STOPPED = 21,     /**< Read-only: 0 ran all epochs, 1 early stopping,
+                                    2 a callback asked. */
+    VIKT_FIT_EPOCH_SECONDS = 22 /**< Read-only: wall time of the last epoch so far. */
+} vikt_fit_param;
+
+/**
+ * @brief Create a trainer with the default settings.
+ * @param[in]  m       The model.
+ * @param[in]  opt     An optimizer of @p m, or NULL for a trainer that only
+ *                     evaluates.
+ * @param[in]  forward The model definition.
+ * @param[in]  ud      Passed to @p forward.
+ * @param[out] out     Receives the trainer; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_trainer_create(vikt_model *m, vikt_optimizer *opt, vikt_forward_fn forward,
+                                 void *ud, vikt_trainer **out);
+
+/**
+ * @brief Destroy a trainer (before its model and optimizer).
+ * @param[in] t The trainer, or NULL (nothing happens).
+ */
+VIKT_API void vikt_trainer_destroy(vikt_trainer *t);
+
+/**
+ * @brief Change a setting; the value is checked first.
+ * @param[in,out] t     The trainer.
+ * @param[in]     param A ::vikt_fit_param that is not read-only.
+ * @param[in]     value The value (counts, flags and enums as whole numbers).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (out of range,
+ *         read-only or unknown; recorded on the model); on error nothing
+ *         changes.
+ */
+VIKT_API int vikt_trainer_set(vikt_trainer *t, vikt_fit_param param, double value);
+
+/**
+ * @brief Read a setting or a result.
+ * @param[in]  t     The trainer.
+ * @param[in]  param A ::vikt_fit_param.
+ * @param[out] value Receives the value.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (unknown).
+ */
+VIKT_API int vikt_trainer_get(const vikt_trainer *t, vikt_fit_param param, double *value);
+
+/**
+ * @brief Send progress text to @p writer instead of stderr.
+ * @param[in,out] t     The trainer.
+ * @param[in]     writer The writer, or NULL for stderr.
+ * @param[in]     ud     Passed to @p writer.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_output(vikt_trainer *t, vikt_write_fn writer, void *ud);
+
+/**
+ * @brief Call @p fn after every step and every epoch of a fit.
+ * @param[in,out] t  The trainer.
+ * @param[in]     fn The callback, or NULL for none.
+ * @param[in]     ud Passed to @p fn.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_callback(vikt_trainer *t, vikt_fit_callback_fn fn, void *ud);
+
+/**
+ * @brief Write one CSV line per epoch to a file during the next fits.
+ *
+ * The file is created (or emptied) when a fit starts, gets the header
+ * `epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds` and one
+ * line per epoch, flushed as it is written; a value that is not defined
+ * (accuracy for MSE, validation without a set) is an empty field.
+ * @param[in,out] t    The trainer.
+ * @param[in]     path The file (copied), or NULL to stop logging.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_trainer_set_log(vikt_trainer *t, const char *path);
+
+/**
+ * @brief Train: epochs of mini-batch steps over @p train, each followed by
+ *        a measurement of @p val (see @ref fit_guide).
+ *
+ * Datasets must belong to the trainer's model; cross-entropy needs labels,
+ * the other losses float targets. Results are read with vikt_trainer_get()
+ * during (from the callback) and after the fit.
+ * @param[in,out] t     The trainer; it must have an optimizer.
+ * @param[in,out] train The training set (its order is reshuffled).
+ * @param[in]     val   The validation set, or NULL.
+ * @return ::VIKT_OK (also when stopped early or by the callback);
+ *         ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (a dataset of another model, the
+ *         wrong kind of targets, or no full batch with drop-last);
+ *         ::VIKT_ERR_STATE (no optimizer, or the model already holds an
+ *         error); ::VIKT_ERR_IO (the log file); or the error of a failed
+ *         step, which the model holds with its message. The model's
+ *         gradient and training modes are put back in every case.
+ */
+VIKT_API int vikt_trainer_fit(vikt_trainer *t, vikt_dataset *train, const vikt_dataset *val);
+
+/**
+ * @brief Measure the loss and accuracy of the model on a dataset in
+ *        evaluation mode (no tape, dropout off, parameters and gradients
+ *        unchanged), in batches of ::VIKT_FIT_BATCH_SIZE in the dataset's
+ *        order.
+ * @param[in,out] t        The trainer.
+ * @param[in]     ds       The dataset.
+ * @param[out]    loss     Receives the mean loss, or NULL.
+ * @param[out]    accuracy Receives the accuracy (NaN for MSE), or NULL.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG, ::VIKT_ERR_STATE,
+ *         ::VIKT_ERR_NOMEM or a step's error (held by the model).
+ */
+VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, double *loss,
+                                   double *accuracy);
+
 #ifdef __cplusplus
 }
 #endif
