@@ -18,6 +18,10 @@
  * - **Ops** record themselves on the model's tape when gradients are enabled
  *   and an input requires a gradient; vikt_backward() replays the tape in
  *   reverse and accumulates gradients.
+ * - A **dataset** (`vikt_dataset`) holds samples from caller arrays or from
+ *   CSV and IDX files and hands out shuffled mini-batches (@ref data_guide);
+ *   a **trainer** (`vikt_trainer`) runs the fit loop over datasets with
+ *   validation, early stopping and progress (@ref fit_guide).
  *
  * @section errors Errors
  *
@@ -1606,8 +1610,9 @@ VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat
  *
  * - One sample per line, fields split by a one-byte delimiter, no quoting.
  *   Lines end in LF or CRLF; the last line may lack its end. Lines that are
- *   empty or hold only spaces and tabs are skipped anywhere. An optional
- *   first line is a header and is not read.
+ *   empty or hold only spaces and tabs are skipped anywhere. A UTF-8
+ *   byte-order mark at the start is skipped (columns count from after it).
+ *   An optional first line is a header and is not read.
  * - Every field is a decimal number: optional spaces or tabs, an optional
  *   sign, digits with an optional decimal point (at least one digit), an
  *   optional exponent (`e` or `E`, optional sign, digits), optional spaces or

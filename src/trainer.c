@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LINE_MAX_ 320
+#define PROGRESS_LINE_MAX 320
 #define REDRAW_SECONDS 0.1
 
 enum { NSETTINGS = VIKT_FIT_PRINT_EVERY + 1, NPARAMS = VIKT_FIT_EPOCH_SECONDS + 1 };
@@ -70,7 +70,6 @@ int vikt_trainer_create(vikt_model *m, vikt_optimizer *opt, vikt_forward_fn forw
     t->opt = opt;
     t->forward = forward;
     t->forward_ud = ud;
-    for (int i = 0; i < NPARAMS; i++) t->values[i] = 0;
     t->values[VIKT_FIT_EPOCHS] = 10;
     t->values[VIKT_FIT_BATCH_SIZE] = 32;
     t->values[VIKT_FIT_LOSS] = VIKT_LOSS_CROSS_ENTROPY;
@@ -311,7 +310,7 @@ static void step_line(vikt_trainer *t, double now) {
     double elapsed = now - t->epoch_start;
     double speed = elapsed > 0 ? (double)t->epoch_samples / elapsed : 0;
     double per_step = v[VIKT_FIT_STEP] > 0 ? elapsed / v[VIKT_FIT_STEP] : 0;
-    char eta[32], line[LINE_MAX_];
+    char eta[32], line[PROGRESS_LINE_MAX];
     format_duration(per_step * (v[VIKT_FIT_STEPS_PER_EPOCH] - v[VIKT_FIT_STEP]), eta, sizeof eta);
     snprintf(line, sizeof line, "%sepoch %.0f/%.0f  step %.0f/%.0f  loss %.4f  %.0f samples/s  ETA %s%s",
              t->redraw ? "\r" : "", v[VIKT_FIT_EPOCH], v[VIKT_FIT_EPOCHS], v[VIKT_FIT_STEP],
@@ -345,7 +344,7 @@ static size_t append_metric(char *buf, size_t len, size_t size, const char *name
 static void progress_epoch(vikt_trainer *t) {
     if (progress_mode(t) == VIKT_PROGRESS_OFF) return;
     const double *v = t->values;
-    char line[LINE_MAX_];
+    char line[PROGRESS_LINE_MAX];
     size_t len = (size_t)snprintf(line, sizeof line, "%sepoch %.0f/%.0f", t->redraw ? "\r" : "",
                                   v[VIKT_FIT_EPOCH], v[VIKT_FIT_EPOCHS]);
     len = append_metric(line, len, sizeof line, "loss", v[VIKT_FIT_TRAIN_LOSS]);
@@ -361,7 +360,7 @@ static void progress_epoch(vikt_trainer *t) {
 static void progress_stop(vikt_trainer *t, int restored) {
     if (progress_mode(t) == VIKT_PROGRESS_OFF) return;
     const double *v = t->values;
-    char line[LINE_MAX_];
+    char line[PROGRESS_LINE_MAX];
     snprintf(line, sizeof line,
              "early stopping: val_loss did not improve for %.0f epochs; best epoch %.0f "
              "(val_loss %.4f)%s\n",
@@ -503,7 +502,7 @@ static int train_step(vikt_trainer *t, fit_run *run, int64_t step) {
     vikt_step_begin(m);
     vikt_zero_grad(m);
     vikt_tensor *loss = batch_loss(t, run->train, start, count, &t->correct_sum, &t->accuracy_count);
-    int err = loss ? vikt_backward(m, loss) : m->errcode;
+    int err = loss ? vikt_backward(m, loss) : m->errcode ? m->errcode : VIKT_ERR_STATE;
     if (!err) err = vikt_optimizer_step(t->opt);
     if (!err && m->errcode) err = m->errcode;
     if (err) return err;

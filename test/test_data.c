@@ -67,6 +67,17 @@ static void csv_good_file(void **state) {
     vikt_dataset_destroy(ds);
     unlink(p);
 
+    /* A byte-order mark before the first field. */
+    p = write_text("bom.csv", "\xEF\xBB\xBF" "2,1\n3,x\n");
+    assert_int_equal(vikt_dataset_load_csv(m, p, 0, -1, ',', 0, &ds), VIKT_ERR_FORMAT);
+    vt_expect_error(m, VIKT_ERR_FORMAT, "bom.csv:2:3: not a number", NULL);
+    p = write_text("bom.csv", "\xEF\xBB\xBF" "2,1\n");
+    assert_int_equal(vikt_dataset_load_csv(m, p, 0, -1, ',', 0, &ds), VIKT_OK);
+    assert_int_equal(vikt_dataset_copy_batch(ds, 0, 1, x, y, NULL), VIKT_OK);
+    assert_true(x[0] == 2.0f && y[0] == 1);
+    vikt_dataset_destroy(ds);
+    unlink(p);
+
     /* The label first, ';' between fields, no header, a class count. */
     p = write_text("semi.csv", "1;0.5;0.25\n0;1;2\n");
     assert_int_equal(vikt_dataset_load_csv(m, p, 0, 0, ';', 5, &ds), VIKT_OK);

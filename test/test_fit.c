@@ -548,6 +548,35 @@ static void csv_log_has_one_line_per_epoch(void **state) {
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* With no writer, AUTO writes plain lines to stderr when it is a file. */
+static void progress_on_stderr_when_not_a_terminal(void **state) {
+    (void)state;
+    char path[] = "/tmp/vikt_test_fit_stderr_XXXXXX", text[1024];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, 2) == 2);
+    rig r;
+    rig_open(&r, 12, 0, VIKT_LOSS_CROSS_ENTROPY);
+    vikt_trainer_set(r.t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_AUTO);
+    vikt_trainer_set(r.t, VIKT_FIT_EPOCHS, 2);
+    int err = vikt_trainer_fit(r.t, r.train, r.val);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fd);
+    assert_int_equal(err, VIKT_OK);
+    read_file(path, text, sizeof text);
+    unlink(path);
+    assert_int_equal(count_lines(text), 2);
+    assert_null(strchr(text, '\r'));
+    assert_true(strncmp(text, "epoch 1/2  loss ", 16) == 0);
+    assert_non_null(strstr(text, "\nepoch 2/2  loss "));
+    rig_close(&r);
+}
+
 /* ------------------------------------------------------------- memory */
 
 static int no_allocations_after_first_step(vikt_trainer *t, vikt_fit_event event, void *ud) {
@@ -781,6 +810,7 @@ int main(void) {
         cmocka_unit_test(callbacks_count_and_stop),
         cmocka_unit_test(progress_plain_lines),
         cmocka_unit_test(progress_redraw_and_early_stop_line),
+        cmocka_unit_test(progress_on_stderr_when_not_a_terminal),
         cmocka_unit_test(csv_log_has_one_line_per_epoch),
         cmocka_unit_test(steady_state_allocates_nothing),
         cmocka_unit_test(out_of_memory_at_the_start),

@@ -68,6 +68,8 @@ static int read_whole_file(vikt_model *m, const char *path, char **text, size_t 
 
 /* The line starting at *pos; advances *pos past its end. 0 at the end. */
 static int next_line(const csv_reader *r, size_t *pos, csv_line *line) {
+    if (*pos == 0 && r->len >= 3 && memcmp(r->text, "\xEF\xBB\xBF", 3) == 0)
+        *pos = 3; /* a UTF-8 byte-order mark, as spreadsheets write */
     if (*pos >= r->len) return 0;
     const char *begin = r->text + *pos;
     const char *nl = memchr(begin, '\n', r->len - *pos);
