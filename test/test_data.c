@@ -316,7 +316,8 @@ static void idx_malformed_files(void **state) {
     /* Counts whose product overflows 64 bits do not wrap around. */
     n = idx_header(b, 0x08, 4, (uint32_t[]){0xffffffffu, 0xffffffffu, 0xffffffffu, 2});
     strcpy(bad, write_file("huge.idx", b, n + 4));
-    expect_idx_error(m, bad, labels, bad, "byte 24: ", "need more bytes than the file's 24");
+    expect_idx_error(m, bad, labels, bad, "byte 24: ",
+                     "truncated: 4294967295x4294967295x4294967295x2 values need more bytes than the file's 24");
     unlink(bad);
 
     char fewer[160];

@@ -5,6 +5,7 @@
 #include "../vikt_internal.h"
 
 #include <float.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,20 @@ typedef struct csv_line {
 } csv_line;
 
 static int csv_error(const csv_reader *r, const csv_line *line, const char *at, const char *fmt,
-                     const char *detail) {
+                     ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Record "OP: FILE:LINE:COLUMN: problem", the column being at's. */
+static int csv_error(const csv_reader *r, const csv_line *line, const char *at, const char *fmt,
+                     ...) {
     char problem[160];
-    snprintf(problem, sizeof problem, fmt, detail);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
     return vikt__fail(r->m, VIKT_ERR_FORMAT, "%s: %s:%lld:%lld: %s", OP, r->path,
                       (long long)line->number, (long long)(at - line->begin) + 1, problem);
 }
@@ -125,10 +137,10 @@ static int parse_field(const csv_reader *r, const csv_line *line, const char *be
     const char *p = begin, *e = end;
     while (p < e && is_blank(*p)) p++;
     while (e > p && is_blank(e[-1])) e--;
-    if (p == e) return csv_error(r, line, begin, "empty field%s", "");
+    if (p == e) return csv_error(r, line, begin, "empty field");
     char text[FIELD_MAX + 1];
     size_t n = (size_t)(e - p);
-    if (n > FIELD_MAX) return csv_error(r, line, begin, "field longer than 127 bytes%s", "");
+    if (n > FIELD_MAX) return csv_error(r, line, begin, "field longer than %d bytes", FIELD_MAX);
     memcpy(text, p, n);
     text[n] = '\0';
     if (!decimal_syntax(p, e)) return csv_error(r, line, begin, "not a number: \"%s\"", text);
@@ -141,16 +153,12 @@ static int parse_field(const csv_reader *r, const csv_line *line, const char *be
 
 static int check_label(const csv_reader *r, const csv_line *line, const char *begin, double v,
                        int64_t classes) {
-    char text[64];
-    snprintf(text, sizeof text, "%.17g", v);
     if (v < 0 || v > 2147483646.0 || v != (double)(int64_t)v)
-        return csv_error(r, line, begin, "label %s is not a whole number from 0 to 2147483646",
-                         text);
-    if (classes > 0 && (int64_t)v >= classes) {
-        char detail[128];
-        snprintf(detail, sizeof detail, "%s is not below classes = %lld", text, (long long)classes);
-        return csv_error(r, line, begin, "label %s", detail);
-    }
+        return csv_error(r, line, begin, "label %.17g is not a whole number from 0 to 2147483646",
+                         v);
+    if (classes > 0 && (int64_t)v >= classes)
+        return csv_error(r, line, begin, "label %lld is not below classes = %lld", (long long)v,
+                         (long long)classes);
     return VIKT_OK;
 }
 
@@ -160,12 +168,9 @@ static int parse_line(const csv_reader *r, const csv_line *line, int64_t fields,
     const char *p = line->begin;
     for (int64_t f = 0; f < fields; f++) {
         if (f > 0) {
-            if (p == line->end) {
-                char detail[96];
-                snprintf(detail, sizeof detail, "expected %lld, found %lld", (long long)fields,
-                         (long long)f);
-                return csv_error(r, line, p, "too few fields: %s", detail);
-            }
+            if (p == line->end)
+                return csv_error(r, line, p, "too few fields: expected %lld, found %lld",
+                                 (long long)fields, (long long)f);
             p++; /* the delimiter */
         }
         const char *end = memchr(p, r->delimiter, (size_t)(line->end - p));
@@ -181,11 +186,8 @@ static int parse_line(const csv_reader *r, const csv_line *line, int64_t fields,
         }
         p = end;
     }
-    if (p != line->end) {
-        char detail[64];
-        snprintf(detail, sizeof detail, "expected %lld", (long long)fields);
-        return csv_error(r, line, p + 1, "too many fields: %s", detail);
-    }
+    if (p != line->end)
+        return csv_error(r, line, p + 1, "too many fields: expected %lld", (long long)fields);
     return VIKT_OK;
 }
 
@@ -229,7 +231,7 @@ static int load(csv_reader *r, int header, int label_column, int64_t classes,
     int err = survey(r, header, &rows, &fields, &first);
     if (err) return err;
     if (fields < 2)
-        return csv_error(r, &first, first.begin, "one field; need features and a label%s", "");
+        return csv_error(r, &first, first.begin, "one field; need features and a label");
     int64_t label_col = label_column < 0 ? fields + label_column : label_column;
     if (label_col < 0 || label_col >= fields)
         return vikt__fail(r->m, VIKT_ERR_ARG, "%s: %s: label_column %d outside the %lld fields",

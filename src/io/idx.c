@@ -4,6 +4,7 @@
  * memory than the file holds. */
 #include "../vikt_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +21,19 @@ typedef struct idx_file {
     uint64_t values;        /* product of dims */
 } idx_file;
 
-static int idx_error(const idx_file *x, uint64_t offset, const char *problem) {
+static int idx_error(const idx_file *x, uint64_t offset, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Record "OP: FILE: byte OFFSET: problem". */
+static int idx_error(const idx_file *x, uint64_t offset, const char *fmt, ...) {
+    char problem[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
     return vikt__fail(x->m, VIKT_ERR_FORMAT, "%s: %s: byte %llu: %s", OP, x->path,
                       (unsigned long long)offset, problem);
 }
@@ -35,6 +48,61 @@ static int idx_read(idx_file *x, void *buf, size_t n) {
                       ferror(x->f) ? "" : " (the file shrank while being read)");
 }
 
+static int read_magic(idx_file *x, int min_dims, int max_dims) {
+    if (x->size < 4)
+        return idx_error(x, x->size, "truncated: %llu bytes, shorter than the 4-byte magic",
+                         (unsigned long long)x->size);
+    unsigned char magic[4];
+    int err = idx_read(x, magic, 4);
+    if (err) return err;
+    x->ndims = magic[3];
+    if (magic[0] || magic[1] || magic[2] != 0x08 || x->ndims < min_dims || x->ndims > max_dims)
+        return idx_error(x, 0,
+                         "bad magic 0x%08lx: expected 0x000008NN, unsigned bytes in %d to %d "
+                         "dimensions",
+                         (unsigned long)big_endian_u32(magic), min_dims, max_dims);
+    return VIKT_OK;
+}
+
+static int read_dims(idx_file *x) {
+    x->header_bytes = 4 + 4 * (uint64_t)x->ndims;
+    if (x->size < x->header_bytes)
+        return idx_error(x, x->size, "truncated header: expected %llu bytes, the file has %llu",
+                         (unsigned long long)x->header_bytes, (unsigned long long)x->size);
+    unsigned char raw[16];
+    int err = idx_read(x, raw, 4 * (size_t)x->ndims);
+    if (err) return err;
+    for (int i = 0; i < x->ndims; i++) {
+        x->dims[i] = big_endian_u32(raw + 4 * i);
+        if (x->dims[i] == 0) return idx_error(x, 4 + 4 * (uint64_t)i, "dimension %d is 0", i);
+    }
+    return VIKT_OK;
+}
+
+/* The file must hold exactly header + values bytes. */
+static int check_size(idx_file *x) {
+    char dims[96] = "";
+    for (int i = 0; i < x->ndims; i++)
+        snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%s%llu", i ? "x" : "",
+                 (unsigned long long)x->dims[i]);
+    /* Each factor is below 2^32, so stopping once the product passes the
+     * file's size keeps it from overflowing. */
+    x->values = 1;
+    for (int i = 0; i < x->ndims && x->values <= x->size; i++) x->values *= x->dims[i];
+    if (x->values > x->size - x->header_bytes)
+        return x->values > x->size
+                   ? idx_error(x, x->size, "truncated: %s values need more bytes than the file's %llu",
+                               dims, (unsigned long long)x->size)
+                   : idx_error(x, x->size, "truncated: %s values need %llu bytes, the file has %llu",
+                               dims, (unsigned long long)(x->header_bytes + x->values),
+                               (unsigned long long)x->size);
+    uint64_t expected = x->header_bytes + x->values;
+    if (expected != x->size)
+        return idx_error(x, expected, "%llu bytes after the %s values",
+                         (unsigned long long)(x->size - expected), dims);
+    return VIKT_OK;
+}
+
 /* Open and validate the header: the magic (0x08 type, min..max dimensions),
  * non-zero dimensions, and a size that is exactly header + values. */
 static int idx_open(idx_file *x, vikt_model *m, const char *path, int min_dims, int max_dims) {
@@ -42,66 +110,10 @@ static int idx_open(idx_file *x, vikt_model *m, const char *path, int min_dims, 
     x->m = m;
     x->path = path;
     int err = vikt__data_open(m, OP, path, &x->f, &x->size);
-    if (err) return err;
-    char msg[160];
-    if (x->size < 4) {
-        snprintf(msg, sizeof msg, "truncated: %llu bytes, shorter than the 4-byte magic",
-                 (unsigned long long)x->size);
-        return idx_error(x, x->size, msg);
-    }
-    unsigned char magic[4];
-    err = idx_read(x, magic, 4);
-    if (err) return err;
-    uint32_t word = big_endian_u32(magic);
-    x->ndims = magic[3];
-    if (magic[0] || magic[1] || magic[2] != 0x08 || x->ndims < min_dims || x->ndims > max_dims) {
-        snprintf(msg, sizeof msg,
-                 "bad magic 0x%08lx: expected 0x000008NN, unsigned bytes in %d to %d dimensions",
-                 (unsigned long)word, min_dims, max_dims);
-        return idx_error(x, 0, msg);
-    }
-    x->header_bytes = 4 + 4 * (uint64_t)x->ndims;
-    if (x->size < x->header_bytes) {
-        snprintf(msg, sizeof msg, "truncated header: expected %llu bytes, the file has %llu",
-                 (unsigned long long)x->header_bytes, (unsigned long long)x->size);
-        return idx_error(x, x->size, msg);
-    }
-    unsigned char raw[16];
-    if ((err = idx_read(x, raw, 4 * (size_t)x->ndims))) return err;
-    x->values = 1;
-    for (int i = 0; i < x->ndims; i++) {
-        x->dims[i] = big_endian_u32(raw + 4 * i);
-        if (x->dims[i] == 0) {
-            snprintf(msg, sizeof msg, "dimension %d is 0", i);
-            return idx_error(x, 4 + 4 * (uint64_t)i, msg);
-        }
-        /* Each factor is below 2^32, so checking against the file size at
-         * every step keeps the product from overflowing. */
-        x->values *= x->dims[i];
-        if (x->values > x->size) break;
-    }
-    uint64_t expected = x->values > x->size ? 0 : x->header_bytes + x->values;
-    if (expected != x->size) {
-        char dims[96] = "";
-        for (int i = 0; i < x->ndims; i++)
-            snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%s%llu", i ? "x" : "",
-                     (unsigned long long)x->dims[i]);
-        if (expected == 0 || expected > x->size) {
-            if (expected) {
-                snprintf(msg, sizeof msg, "truncated: %s values need %llu bytes, the file has %llu",
-                         dims, (unsigned long long)expected, (unsigned long long)x->size);
-            } else {
-                snprintf(msg, sizeof msg,
-                         "truncated: %s values need more bytes than the file's %llu", dims,
-                         (unsigned long long)x->size);
-            }
-            return idx_error(x, x->size, msg);
-        }
-        snprintf(msg, sizeof msg, "%llu bytes after the %s values",
-                 (unsigned long long)(x->size - expected), dims);
-        return idx_error(x, expected, msg);
-    }
-    return VIKT_OK;
+    if (!err) err = read_magic(x, min_dims, max_dims);
+    if (!err) err = read_dims(x);
+    if (!err) err = check_size(x);
+    return err;
 }
 
 static void idx_close(idx_file *x) {
@@ -129,10 +141,8 @@ static int read_labels(vikt_model *m, const char *path, uint64_t count, vikt__sa
     idx_file x;
     int err = idx_open(&x, m, path, 1, 1);
     if (!err && x.dims[0] != count) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "%llu labels for %llu images",
-                 (unsigned long long)x.dims[0], (unsigned long long)count);
-        err = idx_error(&x, 4, msg);
+        err = idx_error(&x, 4, "%llu labels for %llu images", (unsigned long long)x.dims[0],
+                        (unsigned long long)count);
     }
     /* Bytes go to the tail of the int32 array and are widened front to back,
      * as for the images. */
