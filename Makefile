@@ -1,6 +1,6 @@
 # vikt — build, test, install. GNU make; `make -j` safe.
 #
-#   make            the library: lib/libvikt.a
+#   make            the library, lib/libvikt.a, and the vikt tool, build/bin/vikt
 #   make demo       the main job: train two parameters, then an MLP on digits
 #   make check      the test suite (installs cmocka with apt-get when root)
 #   make check-asan the suite under AddressSanitizer + UBSan
@@ -8,7 +8,7 @@
 #   make check-neon the suite cross-compiled for aarch64, run under qemu
 #   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
 #   make docs       API docs with Doxygen; any warning fails
-#   make install    PREFIX/prefix, DESTDIR, libdir, includedir honoured
+#   make install    PREFIX/prefix, DESTDIR, libdir, includedir, bindir honoured
 
 VERSION := 0.1.0
 
@@ -16,6 +16,7 @@ PREFIX ?= /usr/local
 prefix ?= $(PREFIX)
 exec_prefix ?= $(prefix)
 libdir ?= $(exec_prefix)/lib
+bindir ?= $(exec_prefix)/bin
 includedir ?= $(prefix)/include
 
 CFLAGS ?= -O2 -g
@@ -54,6 +55,11 @@ TEST_SRCS := $(wildcard test/test_*.c)
 TESTS := $(TEST_SRCS:test/%.c=$(BUILD)/test/%)
 TEST_SUPPORT := $(BUILD)/obj/test/support.o
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+# The vikt tool: its logic (cli.c, which test_cli calls in-process) and a
+# thin main.c. It reads files through the library's internals, so it links
+# the objects, not the archive.
+CLI_OBJ := $(BUILD)/obj/tools/vikt/cli.o
+VIKT_BIN := $(BUILD)/bin/vikt
 
 .SECONDARY:
 
@@ -61,7 +67,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
         check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean \
         fuzz check-fuzz
 
-all: $(LIB)
+all: $(LIB) $(VIKT_BIN)
 
 # --- library: compile, pre-link into one object, hide internal symbols ------
 $(BUILD)/obj/%.o: %.c
@@ -106,6 +112,15 @@ $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
 $(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+# test_cli runs the vikt tool's vikt__cli_main in-process.
+$(BUILD)/test/test_cli: $(BUILD)/obj/test/test_cli.o $(TEST_SUPPORT) $(CLI_OBJ) $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
+
+$(VIKT_BIN): $(BUILD)/obj/tools/vikt/main.o $(CLI_OBJ) $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ -lm -pthread -o $@
 
 # Prints the GEMM kernel in use (VIKT_ISA=x print-isa says whether x is usable).
 $(BUILD)/tools/print-isa: tools/print-isa.c $(LIB)
@@ -214,17 +229,18 @@ docs:
 	doxygen docs/Doxyfile
 
 # --- install -------------------------------------------------------------------
-install: $(LIB)
-	install -d $(DESTDIR)$(includedir) $(DESTDIR)$(libdir)/pkgconfig
+install: $(LIB) $(VIKT_BIN)
+	install -d $(DESTDIR)$(includedir) $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(bindir)
 	install -m 644 include/vikt.h $(DESTDIR)$(includedir)/vikt.h
 	install -m 644 $(LIB) $(DESTDIR)$(libdir)/libvikt.a
+	install -m 755 $(VIKT_BIN) $(DESTDIR)$(bindir)/vikt
 	sed -e 's|@prefix@|$(prefix)|g' -e 's|@libdir@|$(libdir)|g' \
 	    -e 's|@includedir@|$(includedir)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    pkgconfig/vikt.pc.in > $(DESTDIR)$(libdir)/pkgconfig/vikt.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(includedir)/vikt.h $(DESTDIR)$(libdir)/libvikt.a \
-	      $(DESTDIR)$(libdir)/pkgconfig/vikt.pc
+	      $(DESTDIR)$(libdir)/pkgconfig/vikt.pc $(DESTDIR)$(bindir)/vikt
 
 # Install into a temporary prefix and a DESTDIR stage, build a consumer with
 # pkg-config, uninstall; see tools/check-install.sh.
@@ -234,4 +250,4 @@ check-install: $(LIB)
 clean:
 	rm -rf build lib
 
--include $(OBJS:.o=.d) $(TEST_SUPPORT:.o=.d) $(TESTS:$(BUILD)/test/%=$(BUILD)/obj/test/%.d)
+-include $(OBJS:.o=.d) $(TEST_SUPPORT:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/obj/tools/vikt/main.d $(TESTS:$(BUILD)/test/%=$(BUILD)/obj/test/%.d)

@@ -1412,6 +1412,60 @@ VIKT_API int vikt_optimizer_step(vikt_optimizer *opt);
  */
 VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
 
+/* ------------------------------------------------------------- statistics */
+
+/**
+ * @brief Summary statistics of an array of floats, filled by
+ *        vikt_stats_compute().
+ *
+ * Everything is computed in double precision. The moments, the extremes and
+ * the norm are over the **finite** values only: NaN and infinities are
+ * counted (@c nan_count, @c inf_count) and left out, so one overflowed
+ * weight does not hide what the rest look like. A statistic with no value
+ * to describe (no finite value, or fewer than two for @c std_unbiased) is
+ * NaN. Members may be added at the end in a later 0.x minor version
+ * (histograms and per-parameter statistics build on this struct): a
+ * program compiled against an older header must then be rebuilt.
+ */
+typedef struct vikt_stats {
+    int64_t count;        /**< Elements examined (@p n). */
+    int64_t finite_count; /**< Finite elements: what the statistics below describe. */
+    int64_t nan_count;    /**< NaN elements. */
+    int64_t inf_count;    /**< Elements that are +Inf or -Inf. */
+    int64_t zero_count;   /**< Elements equal to zero (+0 or -0). */
+    double mean;          /**< Mean of the finite values. */
+    /** Population standard deviation (divides by the number of finite values,
+     *  numpy's default): a tensor's values are all there is, not a sample
+     *  of a larger set. */
+    double std;
+    /** Sample standard deviation with Bessel's correction (divides by the
+     *  number of finite values minus one): what torch.std() returns by
+     *  default; NaN for fewer than two finite values, as there. */
+    double std_unbiased;
+    double min;           /**< Smallest finite value. */
+    double max;           /**< Largest finite value. */
+    double l2_norm;       /**< Square root of the sum of squares of the finite values; 0 for none. */
+    double zero_fraction; /**< @c zero_count / @c count (sparsity); 0 when @c count is 0. */
+} vikt_stats;
+
+/**
+ * @brief Compute count, mean, standard deviations, min, max, L2 norm and the
+ *        fraction of exact zeros of @p n floats, in double precision.
+ *
+ * Two passes over the data: the mean, then the squared deviations from it
+ * (with the corrected two-pass formula, so a large mean does not swamp a
+ * small spread). Sums are accumulated in blocks, keeping the rounding error
+ * far below float32's resolution for any @p n. Nothing is allocated; the
+ * call is safe from any thread.
+ * @param[in]  x   @p n values; may be NULL when @p n is 0.
+ * @param[in]  n   Number of values, >= 0.
+ * @param[out] out Receives the statistics (see ::vikt_stats); unchanged on
+ *                 failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL (@p out, or @p x with @p n > 0) or
+ *         ::VIKT_ERR_ARG (@p n < 0).
+ */
+VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
+
 /* ------------------------------------------------------------------ files */
 
 /**
@@ -1477,6 +1531,16 @@ VIKT_API void vikt_optimizer_destroy(vikt_optimizer *opt);
  * one, never a mix (a stale temporary may remain and can be deleted). The
  * new file keeps the old one's permission bits. (POSIX file systems;
  * Windows is not supported yet.)
+ *
+ * @section file_format_tool Looking into files from the shell
+ *
+ * The `vikt` program (built by `make`, installed by `make install`) reads
+ * any safetensors file with this reader: `vikt inspect [--stats] FILE`
+ * lists every tensor (name, dtype, shape, count, and with `--stats` the
+ * statistics of vikt_stats_compute()), and `vikt diff [--atol X] A B`
+ * compares two files tensor by tensor (max |a - b|, cosine similarity,
+ * names in one file only, shape and dtype mismatches), exiting 0, 1 or 2
+ * as diff(1) does. `vikt --help` says more.
  */
 
 /** @brief How vikt_load() matches a file against a model that already has
@@ -2085,6 +2149,75 @@ VIKT_API int vikt_trainer_fit(vikt_trainer *t, vikt_dataset *train, const vikt_d
  */
 VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, double *loss,
                                    double *accuracy);
+
+/* ------------------------------------------------------- federated averaging */
+
+/**
+ * @brief Federated averaging (FedAvg): set @p dst to the weighted mean of @p k
+ *        parameter sets of its architecture.
+ *
+ * dst = Σᵢ wᵢ·θᵢ / Σᵢ wᵢ, element by element, over every parameter and every
+ * buffer of @p dst, matched by name: batch-norm running statistics are
+ * averaged like weights, and so are frozen parameters (an element equal in
+ * every client comes out unchanged). Gradients, optimizer state and the
+ * random generator are not touched.
+ *
+ * Every client must have exactly the parameters and buffers of @p dst (no
+ * more, no fewer, same shapes) and only finite values; all of it is checked
+ * before anything is written, and on any error @p dst is unchanged. @p dst
+ * may be one of the clients.
+ *
+ * The result does not depend on the order of the clients, bit for bit:
+ * each element's sum Σᵢ wᵢ·θᵢ and the total weight Σᵢ wᵢ are computed
+ * exactly and rounded once to double, and their quotient is rounded to
+ * float. It is thus within a hair (2^-51 relative) of the exact weighted
+ * mean before that last rounding, cancellation included. Only the ratios of
+ * the weights matter; they are scaled, so huge or tiny weights neither
+ * overflow nor change the result (short of ratios beyond about 2^750).
+ * Cost per element: 2K error-free additions into a short list of partials.
+ * @param[in,out] dst     The model that receives the average; its parameter
+ *                        and buffer names and shapes are the architecture.
+ * @param[in]     clients @p k models (borrowed, only read; may include
+ *                        @p dst).
+ * @param[in]     weights @p k weights, usually the clients' sample counts;
+ *                        each finite and > 0 (only ratios matter).
+ * @param[in]     k       Number of clients, at least 1.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL (@p dst, @p clients, @p weights or a
+ *         client is NULL); ::VIKT_ERR_ARG (@p k < 1, a weight that is not
+ *         finite and > 0, a NaN or infinity in a client);
+ *         ::VIKT_ERR_NOT_FOUND (a client lacks a name of @p dst or has one
+ *         @p dst lacks); ::VIKT_ERR_SHAPE; ::VIKT_ERR_NOMEM. The message,
+ *         recorded on @p dst, names the client's index and the tensor.
+ */
+VIKT_API int vikt_fedavg(vikt_model *dst, vikt_model *const *clients, const double *weights,
+                         int64_t k);
+
+/**
+ * @brief vikt_fedavg() over safetensors files (say, written by vikt_save()
+ *        on each client), read one tensor at a time.
+ *
+ * Names, shapes and dtypes (F32, F16, BF16 or F64, as vikt_load() reads) of
+ * every file are matched against @p dst first; tensors of another kind
+ * (optimizer state in a checkpoint, see @ref file_format) are ignored.
+ * Then each tensor is read from every file (its CRC32C checked when the file
+ * has one) and averaged into a scratch copy of the model, which replaces
+ * @p dst's values only once every file has been read: on any error,
+ * @p dst is unchanged. Memory: the headers of the @p k files, which are
+ * open at once, one float copy of @p dst's tensors and @p k copies of its
+ * largest tensor.
+ * @param[in,out] dst     The model that receives the average; it defines the
+ *                        architecture (create its parameters first, or
+ *                        vikt_load() one of the files into an empty model).
+ * @param[in]     paths   @p k file names.
+ * @param[in]     weights @p k weights, each finite and > 0.
+ * @param[in]     k       Number of files, at least 1.
+ * @return As vikt_fedavg(), and ::VIKT_ERR_IO or ::VIKT_ERR_FORMAT (a file
+ *         that cannot be read, is malformed, fails its CRC or holds a dtype
+ *         a vikt tensor cannot take); the message names the client's index,
+ *         the file and the tensor.
+ */
+VIKT_API int vikt_fedavg_files(vikt_model *dst, const char *const *paths,
+                               const double *weights, int64_t k);
 
 #ifdef __cplusplus
 }

@@ -427,6 +427,149 @@ static void memory_source(void **state) {
     vikt_model_destroy(m);
 }
 
+/* ------------------------------------------------------- dtype conversion */
+
+/* Independent decodings (from the formats' definitions, through ldexp) to
+ * check the reader's bit manipulation against. */
+static float ref_minifloat(unsigned bits, int exp_bits, int man_bits, int has_inf) {
+    unsigned sign = bits >> (exp_bits + man_bits) & 1u;
+    unsigned e = bits >> man_bits & ((1u << exp_bits) - 1), m = bits & ((1u << man_bits) - 1);
+    unsigned top = (1u << exp_bits) - 1;
+    int bias = (1 << (exp_bits - 1)) - 1;
+    double v;
+    if (has_inf && e == top) v = m ? NAN : INFINITY;
+    else if (!has_inf && e == top && m == (1u << man_bits) - 1) v = NAN;
+    else if (e == 0) v = ldexp((double)m, 1 - bias - man_bits);
+    else v = ldexp(1.0 + ldexp((double)m, -man_bits), (int)e - bias);
+    return (float)(sign ? -v : v);
+}
+
+/* A file in memory with one tensor per dtype, shape [n], raw bytes given. */
+typedef struct dt_case {
+    const char *dtype;
+    size_t size;
+    int64_t n;
+    unsigned char *raw;
+    float *want;
+} dt_case;
+
+static unsigned char *dt_file(const dt_case *c, int k, size_t *len) {
+    char header[2048];
+    size_t h = 0, off = 0;
+    h += (size_t)snprintf(header + h, sizeof header - h, "{");
+    for (int i = 0; i < k; i++) {
+        size_t bytes = c[i].size * (size_t)c[i].n;
+        h += (size_t)snprintf(header + h, sizeof header - h,
+                              "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
+                              i ? "," : "", c[i].dtype, c[i].dtype, (long long)c[i].n, off, off + bytes);
+        off += bytes;
+    }
+    h += (size_t)snprintf(header + h, sizeof header - h, "}");
+    assert_true(h < sizeof header);
+    *len = 8 + h + off;
+    unsigned char *blob = malloc(*len);
+    assert_non_null(blob);
+    for (int b = 0; b < 8; b++) blob[b] = (unsigned char)((uint64_t)h >> (8 * b));
+    memcpy(blob + 8, header, h);
+    for (int i = 0, at = 0; i < k; at += (int)(c[i].size * (size_t)c[i].n), i++)
+        memcpy(blob + 8 + h + at, c[i].raw, c[i].size * (size_t)c[i].n);
+    return blob;
+}
+
+static void put_le(unsigned char *p, uint64_t v, size_t size) {
+    for (size_t b = 0; b < size; b++) p[b] = (unsigned char)(v >> (8 * b));
+}
+
+static int same_float(float a, float b) {
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* Every dtype reads as float32 through the one conversion table: every
+ * value of the 8- and 16-bit types (those past 64 KiB cross a chunk), and
+ * the rounding edges of the 32- and 64-bit integers. */
+static void every_dtype_reads_as_float32(void **state) {
+    (void)state;
+    enum { ALL8 = 256, ALL16 = 65536, WIDE = 12 };
+    static const uint64_t wide[WIDE] = {0, 1, 16777216, 16777217, 16777219, 2147483647,
+                                        0x80000000u, 0xFFFFFFFFu, 0x7FFFFFFFFFFFFFFFull,
+                                        0x8000000000000000ull, 0xFFFFFFFFFFFFFFFFull, 0xFFFFFFFFFEFFFFFDull};
+    /* As U32/U64 (the low 32 bits for U32), and as I32/I64. */
+    static const float want_u32[WIDE] = {0, 1, 16777216.0f, 16777216.0f, 16777220.0f, 2147483648.0f,
+                                         2147483648.0f, 4294967296.0f, 4294967296.0f, 0, 4294967296.0f,
+                                         4278190080.0f};
+    static const float want_i32[WIDE] = {0, 1, 16777216.0f, 16777216.0f, 16777220.0f, 2147483648.0f,
+                                         -2147483648.0f, -1, -1, 0, -1, -16777220.0f};
+    static const float want_u64[WIDE] = {0, 1, 16777216.0f, 16777216.0f, 16777220.0f, 2147483648.0f,
+                                         2147483648.0f, 4294967296.0f, 9223372036854775808.0f,
+                                         9223372036854775808.0f, 18446744073709551616.0f,
+                                         18446744069414584320.0f};
+    static const float want_i64[WIDE] = {0, 1, 16777216.0f, 16777216.0f, 16777220.0f, 2147483648.0f,
+                                         2147483648.0f, 4294967296.0f, 9223372036854775808.0f,
+                                         -9223372036854775808.0f, -1, -16777220.0f};
+    dt_case c[] = {
+        {"BOOL", 1, ALL8, NULL, NULL},  {"U8", 1, ALL8, NULL, NULL},    {"I8", 1, ALL8, NULL, NULL},
+        {"F8_E5M2", 1, ALL8, NULL, NULL}, {"F8_E4M3", 1, ALL8, NULL, NULL},
+        {"I16", 2, ALL16, NULL, NULL},  {"U16", 2, ALL16, NULL, NULL},  {"F16", 2, ALL16, NULL, NULL},
+        {"BF16", 2, ALL16, NULL, NULL}, {"U32", 4, WIDE, NULL, NULL},   {"I32", 4, WIDE, NULL, NULL},
+        {"U64", 8, WIDE, NULL, NULL},   {"I64", 8, WIDE, NULL, NULL},
+    };
+    const int k = (int)(sizeof c / sizeof c[0]);
+    for (int i = 0; i < k; i++) {
+        c[i].raw = malloc(c[i].size * (size_t)c[i].n);
+        c[i].want = malloc(sizeof(float) * (size_t)c[i].n);
+        assert_true(c[i].raw && c[i].want);
+        for (int64_t v = 0; v < c[i].n; v++) {
+            const char *d = c[i].dtype;
+            uint64_t bits = c[i].n == WIDE ? wide[v] : (uint64_t)v;
+            put_le(c[i].raw + c[i].size * (size_t)v, bits, c[i].size);
+            float *w = &c[i].want[v];
+            if (!strcmp(d, "BOOL")) *w = v != 0;
+            else if (!strcmp(d, "U8") || !strcmp(d, "U16")) *w = (float)v;
+            else if (!strcmp(d, "I8")) *w = (float)(v < 128 ? v : v - 256);
+            else if (!strcmp(d, "I16")) *w = (float)(v < 32768 ? v : v - 65536);
+            else if (!strcmp(d, "F8_E5M2")) *w = ref_minifloat((unsigned)v, 5, 2, 1);
+            else if (!strcmp(d, "F8_E4M3")) *w = ref_minifloat((unsigned)v, 4, 3, 0);
+            else if (!strcmp(d, "F16")) *w = ref_minifloat((unsigned)v, 5, 10, 1);
+            else if (!strcmp(d, "BF16")) *w = ref_minifloat((unsigned)v, 8, 7, 1);
+            else if (!strcmp(d, "U32")) *w = want_u32[v];
+            else if (!strcmp(d, "I32")) *w = want_i32[v];
+            else if (!strcmp(d, "U64")) *w = want_u64[v];
+            else *w = want_i64[v];
+        }
+    }
+    /* Spot checks of the references themselves. */
+    assert_true(ref_minifloat(0x7E, 4, 3, 0) == 448.0f && isnan(ref_minifloat(0x7F, 4, 3, 0)));
+    assert_true(ref_minifloat(0x01, 4, 3, 0) == 0x1p-9f && ref_minifloat(0x7B, 5, 2, 1) == 57344.0f);
+    assert_true(ref_minifloat(0x7C, 5, 2, 1) == INFINITY && ref_minifloat(0x3C00, 5, 10, 1) == 1.0f);
+    size_t len;
+    unsigned char *blob = dt_file(c, k, &len);
+    vikt_model *m = vt_model(1);
+    vikt__file f;
+    vikt__st st;
+    static _Alignas(8) unsigned char chunk[VIKT__IO_CHUNK];
+    vikt__file_memory(&f, m, "t", blob, len);
+    assert_int_equal(vikt__st_open(&st, &f), VIKT_OK);
+    for (int i = 0; i < k; i++) {
+        vikt__st_tensor t;
+        assert_true(vikt__st_find(&st, c[i].dtype, &t));
+        assert_string_equal(vikt__dtype_name(t.dtype), c[i].dtype);
+        float *got = malloc(sizeof(float) * (size_t)c[i].n);
+        assert_non_null(got);
+        assert_int_equal(vikt__st_read_f32(&st, &t, got, chunk), VIKT_OK);
+        for (int64_t v = 0; v < c[i].n; v++)
+            if (!same_float(got[v], c[i].want[v]))
+                fail_msg("%s element %lld: %.9g, expected %.9g", c[i].dtype, (long long)v, got[v],
+                         c[i].want[v]);
+        free(got);
+        free(c[i].raw);
+        free(c[i].want);
+    }
+    vikt__st_close(&st);
+    vikt__file_close(&f);
+    vikt_model_destroy(m);
+    free(blob);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crc32c_vectors),
@@ -440,6 +583,7 @@ int main(void) {
         cmocka_unit_test(save_faults),
         cmocka_unit_test(load_faults),
         cmocka_unit_test(memory_source),
+        cmocka_unit_test(every_dtype_reads_as_float32),
     };
     return cmocka_run_group_tests_name("io", tests, NULL, NULL);
 }

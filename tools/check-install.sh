@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install vikt into throw-away places and use it the way a consumer would:
 #   1. `make install PREFIX=<tmp>` into an empty prefix: exactly the header,
-#      the archive and vikt.pc appear, and vikt.pc points at <tmp>;
+#      the archive, vikt.pc and the vikt tool appear, vikt.pc points at
+#      <tmp>, and the installed `vikt inspect` reads a fixture;
 #   2. a small C program outside the source tree, built only with
 #      `pkg-config --cflags --libs vikt` (PKG_CONFIG_PATH=<tmp>/lib/pkgconfig),
 #      trains y = 2x + 1 with SGD and checks the result;
@@ -20,7 +21,7 @@ PKG_CONFIG=${PKG_CONFIG:-pkg-config}
 # The inner makes must see only the variables given below: drop overrides
 # inherited from an outer `make check-install prefix=...` (MAKEFLAGS) and
 # install locations from the environment, which the Makefile's ?= would take.
-unset MAKEFLAGS MFLAGS MAKELEVEL PREFIX prefix exec_prefix libdir includedir DESTDIR
+unset MAKEFLAGS MFLAGS MAKELEVEL PREFIX prefix exec_prefix libdir includedir bindir DESTDIR
 
 fail() {
     echo "check-install: FAIL: $*"
@@ -44,7 +45,8 @@ version=$(sed -n 's/^VERSION *:= *//p' Makefile)
 # Every regular file below $1, relative to it, sorted.
 files_under() { (cd "$1" && find . -type f | sed 's|^\./||' | LC_ALL=C sort); }
 
-expected="include/vikt.h
+expected="bin/vikt
+include/vikt.h
 lib/libvikt.a
 lib/pkgconfig/vikt.pc"
 
@@ -125,7 +127,18 @@ pc=$prefix/lib/pkgconfig/vikt.pc
 grep -q '@[a-zA-Z_]*@' "$pc" && fail "vikt.pc has unsubstituted @...@: $(grep '@' "$pc")"
 grep -qx "prefix=$prefix" "$pc" || fail "vikt.pc: prefix is not $prefix"
 cmp -s include/vikt.h "$prefix/include/vikt.h" || fail "the installed vikt.h differs from include/vikt.h"
+[ -x "$prefix/bin/vikt" ] || fail "the installed vikt is not executable"
+tool_version=$("$prefix/bin/vikt" --version) || fail "installed vikt --version failed"
+[ "$tool_version" = "vikt $version" ] || fail "installed vikt --version says '$tool_version', Makefile VERSION $version"
+fixture=test/fixtures/safetensors/golden_mlp_f32.safetensors
+"$prefix/bin/vikt" inspect --stats "$fixture" >"$tmp/inspect.out" 2>&1 ||
+    { cat "$tmp/inspect.out"; fail "installed vikt inspect $fixture failed"; }
+grep -q '^total: 4 tensors, 39 parameters' "$tmp/inspect.out" ||
+    { cat "$tmp/inspect.out"; fail "installed vikt inspect printed no total of 4 tensors, 39 parameters"; }
+"$prefix/bin/vikt" inspect test/fixtures/safetensors/bad_utf8.safetensors >/dev/null 2>&1
+[ $? -eq 2 ] || fail "installed vikt inspect of a malformed file did not exit 2"
 echo "check-install: make install PREFIX=<tmp> installed exactly: $(echo "$expected" | tr '\n' ' ')"
+echo "check-install: the installed vikt inspect read $fixture (4 tensors, 39 parameters) and rejected a malformed file"
 
 # --- 2. a consumer through pkg-config -------------------------------------------
 PKG_CONFIG_PATH=$prefix/lib/pkgconfig
@@ -151,7 +164,7 @@ left=$(files_under "$prefix")
 echo "check-install: make uninstall PREFIX=<tmp> removed every installed file"
 
 # --- 4. DESTDIR staging with prefix=/usr ----------------------------------------
-before=$(ls -d /usr/include/vikt.h /usr/lib/libvikt.a /usr/lib/pkgconfig/vikt.pc 2>/dev/null)
+before=$(ls -d /usr/include/vikt.h /usr/lib/libvikt.a /usr/lib/pkgconfig/vikt.pc /usr/bin/vikt 2>/dev/null)
 $MAKE --no-print-directory install DESTDIR="$stage" prefix=/usr >"$tmp/make.log" 2>&1 ||
     { cat "$tmp/make.log"; fail "make install DESTDIR=$stage prefix=/usr"; }
 got=$(files_under "$stage")
@@ -160,7 +173,7 @@ want=$(echo "$expected" | sed 's|^|usr/|')
 $got
 expected:
 $want"
-after=$(ls -d /usr/include/vikt.h /usr/lib/libvikt.a /usr/lib/pkgconfig/vikt.pc 2>/dev/null)
+after=$(ls -d /usr/include/vikt.h /usr/lib/libvikt.a /usr/lib/pkgconfig/vikt.pc /usr/bin/vikt 2>/dev/null)
 [ "$before" = "$after" ] || fail "make install DESTDIR=... wrote outside the stage: $after"
 pc=$stage/usr/lib/pkgconfig/vikt.pc
 grep -q "$stage" "$pc" && fail "vikt.pc names the stage directory: $(grep "$stage" "$pc")"
@@ -193,4 +206,4 @@ left=$(files_under "$stage")
 [ -z "$left" ] || fail "make uninstall DESTDIR= left files behind: $left"
 echo "check-install: make uninstall DESTDIR=<stage> prefix=/usr removed every staged file"
 
-echo "check-install: PASS (PREFIX and DESTDIR installs, pkg-config consumer trained y = 2x + 1, uninstall clean)"
+echo "check-install: PASS (PREFIX and DESTDIR installs, pkg-config consumer trained y = 2x + 1, vikt tool runs, uninstall clean)"

@@ -7,8 +7,10 @@ The format is written and read by hand here (no safetensors package): an
     /usr/bin/python3 tools/gen_safetensors_fixtures.py
         Regenerates, from PyTorch 1.13:
         test/fixtures/safetensors/golden_*.safetensors  state_dicts of a torch
-            MLP in F32, F16, BF16 and F64, and special values in every float
-            dtype, as torch and Hugging Face write them (no vikt metadata);
+            MLP in F32, F16, BF16 and F64, special values in every float
+            dtype, and a module with integer and bool tensors
+            (num_batches_tracked, buffers), as torch and Hugging Face write
+            them (no vikt metadata);
         test/fixtures/safetensors/bad_*.safetensors     one malformed file per
             case the strict loader must reject;
         test/fixtures/safetensors_fixtures.h  the expected float32 bits, the
@@ -295,6 +297,57 @@ def specials(files, lines):
                  ", ".join("golden_special_" + n for n in names))
 
 
+def hf_order(tensors):
+    """The order the safetensors package lays tensors out in: dtypes from
+    the last of its list (U64) to the first (BOOL), then by name."""
+    order = list(DTYPE_SIZE)
+    return sorted(tensors, key=lambda t: (-order.index(t[1]), t[0]))
+
+
+TORCH_DTYPES = {"torch.bool": "BOOL", "torch.uint8": "U8", "torch.int8": "I8", "torch.int16": "I16",
+                "torch.int32": "I32", "torch.int64": "I64", "torch.float32": "F32"}
+
+
+def torch_int_dtypes(files, lines):
+    """A torch module's state_dict with what a model holds besides float
+    weights: BatchNorm's num_batches_tracked (I64, 1 after one training
+    step) and buffers of BOOL, U8, I8, I16 and I32, in the package's order."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+            self.bn = nn.BatchNorm1d(2)
+            self.register_buffer("mask", torch.tensor([[True, False, True], [False, False, True]]))
+            self.register_buffer("pixels", torch.tensor([0, 128, 255], dtype=torch.uint8))
+            self.register_buffer("offsets", torch.tensor([-128, 0, 127], dtype=torch.int8))
+            self.register_buffer("counts", torch.tensor([-300, 7], dtype=torch.int16))
+            self.register_buffer("token_ids", torch.tensor([0, 7, -3, 2147483647], dtype=torch.int32))
+
+    torch.manual_seed(1)
+    net = Net()
+    net.bn(net.fc(torch.randn(4, 3)))  # one training step moves num_batches_tracked to 1
+    tensors = [(k, TORCH_DTYPES[str(v.dtype)], tuple(v.shape), tensor_bytes(v))
+               for k, v in net.state_dict().items()]
+    tensors = hf_order(tensors)
+    files[FIXTURES / "golden_torch_int_dtypes.safetensors"] = st_file(tensors, {"format": "pt"})
+    sd = net.state_dict()
+    lines.append("/* golden_torch_int_dtypes.safetensors: a torch module with integer and bool\n"
+                 " * tensors, in file order: name, dtype, shape, values as float32. */")
+    lines.append("typedef struct golden_int_tensor {\n    const char *name, *dtype;\n    int rank;\n"
+                 "    int64_t shape[4];\n    int64_t numel;\n    const float *values;\n} golden_int_tensor;")
+    rows = []
+    for i, (name, dtype, shape, _) in enumerate(tensors):
+        values = sd[name].to(torch.float64).reshape(-1).tolist()
+        lines.append("static const float golden_int_%d[] = {%s};" % (i, c_floats(values) or "0"))
+        dims = ", ".join(str(d) for d in shape) or "0"
+        rows.append('{%s, "%s", %d, {%s}, %d, golden_int_%d}' %
+                    (c_string(name), dtype, len(shape), dims, sd[name].numel(), i))
+    lines.append("static const golden_int_tensor golden_int_tensors[] = {\n    %s,\n};" % ",\n    ".join(rows))
+
+
 def vikt_mlp_output(lines):
     import torch
     with torch.no_grad():
@@ -449,6 +502,7 @@ def generate():
              "#include <math.h>", "#include <stdint.h>", ""]
     goldens(files, lines)
     specials(files, lines)
+    torch_int_dtypes(files, lines)
     vikt_mlp_output(lines)
     malformed(files, lines)
     seeds(files)

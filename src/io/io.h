@@ -8,8 +8,8 @@
  *   json.c          a strict JSON reader that decodes strings in place
  *   safetensors_read.c / safetensors_write.c
  *                   parse and validate a file into a table of tensor views,
- *                   read a view as float32; write named float32 tensors and
- *                   metadata crash-safely
+ *                   read a view of any dtype as float32; write named float32
+ *                   tensors and metadata crash-safely
  *
  * vikt_save()/vikt_load() (model_io.c) are one user; checkpoints (optimizer
  * state as more named tensors and metadata) and the vikt command-line tool
@@ -172,7 +172,9 @@ enum vikt__dtype {
 
 const char *vikt__dtype_name(int dtype);
 size_t vikt__dtype_size(int dtype);
-int vikt__dtype_is_float(int dtype); /* F16, BF16, F32, F64: read as float32 */
+/* F16, BF16, F32, F64: the dtypes vikt_load puts into a model. (Every dtype
+ * can be read as float32; see vikt__st_read_f32.) */
+int vikt__dtype_is_float(int dtype);
 
 /* One tensor of an opened file, decoded from its table record. Pointers
  * borrow the vikt__st and live until vikt__st_close. */
@@ -221,9 +223,12 @@ void vikt__st_set_mark(vikt__st *st, const vikt__st_tensor *t, int mark);
 void *vikt__st_slot(const vikt__st *st, const vikt__st_tensor *t);
 void vikt__st_set_slot(vikt__st *st, const vikt__st_tensor *t, void *p);
 
-/* Read a tensor of a float dtype as numel float32 into dst, through chunk
+/* Read a tensor of any dtype as numel float32 into dst, through chunk
  * (VIKT__IO_CHUNK bytes, 8-aligned), checking its CRC32C when it has one.
- * With dst NULL only the CRC is checked. */
+ * With dst NULL only the CRC is checked. The conversion is exact for BOOL
+ * (0 or 1), every 8- and 16-bit dtype (F8_E5M2, F8_E4M3 as OCP "fn": no
+ * infinities, max 448), and F32; F64 rounds to the nearest float32 as torch's
+ * .float() does, and so do integers of 32 and 64 bits beyond 2^24. */
 int vikt__st_read_f32(vikt__st *st, const vikt__st_tensor *t, float *dst, unsigned char *chunk);
 
 /* A float32 tensor to write. kind, when not NULL, is stored as the metadata

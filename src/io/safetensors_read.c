@@ -56,13 +56,94 @@
 #define Q "'%s%s'"
 #define QARG(s) vikt__clip_prefix(s, NAME_CLIP), vikt__clip_tail(s, NAME_CLIP)
 
+/* ------------------------------------------------------- element types */
+
+static float f32_bits(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static double f64_bits(uint64_t bits) {
+    double d;
+    memcpy(&d, &bits, 8);
+    return d;
+}
+
+/* IEEE binary16 to binary32, exact: subnormals normalized, the NaN payload
+ * kept in the top mantissa bits. */
+static float f16_to_f32(uint32_t h) {
+    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+    if (exp == 0x1F) return f32_bits(sign | 0x7F800000u | man << 13);
+    if (exp != 0) return f32_bits(sign | (exp + 112) << 23 | man << 13);
+    if (man == 0) return f32_bits(sign);
+    uint32_t e = 113; /* man·2^-24 = 1.f·2^(p-24) for the top set bit p */
+    while (!(man & 0x400u)) man <<= 1, e--;
+    return f32_bits(sign | e << 23 | (man & 0x3FFu) << 13);
+}
+
+/* OCP 8-bit E4M3 ("fn": bias 7, no infinities, S.1111.111 is NaN, max 448)
+ * to binary32, exact. */
+static float f8_e4m3_to_f32(uint32_t b) {
+    uint32_t sign = (b & 0x80u) << 24, exp = (b >> 3) & 0xFu, man = b & 0x7u;
+    if (exp == 0xF && man == 0x7) return f32_bits(sign | 0x7FC00000u);
+    if (exp != 0) return f32_bits(sign | (exp + 120) << 23 | man << 20);
+    float v = (float)man * 0x1p-9f; /* subnormal: man·2^-9, exact */
+    return sign ? -v : v;
+}
+
+static uint64_t le(const unsigned char *p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;) v = v << 8 | p[i];
+    return v;
+}
+
+/* A little-endian two's-complement integer of `bits` bits, without the
+ * implementation-defined conversion of an unsigned value above INT64_MAX. */
+static int64_t le_signed(const unsigned char *p, int bits) {
+    uint64_t v = le(p, (size_t)bits / 8), sign = (uint64_t)1 << (bits - 1);
+    if (v & sign) v |= ~(sign - 1); /* extend the sign to 64 bits */
+    return v <= INT64_MAX ? (int64_t)v : -(int64_t)~v - 1;
+}
+
+/* n little-endian elements to float32: exact for every dtype of at most 16
+ * bits and BOOL (0 or 1), rounded to the nearest float32 for F64 (as torch's
+ * .float()) and for integers of 32 and 64 bits beyond 2^24 in magnitude. */
+typedef void (*to_f32_fn)(const unsigned char *src, size_t n, float *dst);
+
+#define TO_F32(fn, size, expr)                                          \
+    static void fn(const unsigned char *s, size_t n, float *dst) {     \
+        for (size_t i = 0; i < n; i++, s += (size)) dst[i] = (expr);   \
+    }
+TO_F32(from_bool, 1, s[0] != 0)
+TO_F32(from_u8, 1, (float)s[0])
+TO_F32(from_i8, 1, (float)le_signed(s, 8))
+TO_F32(from_f8_e5m2, 1, f16_to_f32((uint32_t)s[0] << 8)) /* the top byte of a binary16 */
+TO_F32(from_f8_e4m3, 1, f8_e4m3_to_f32(s[0]))
+TO_F32(from_i16, 2, (float)le_signed(s, 16))
+TO_F32(from_u16, 2, (float)le(s, 2))
+TO_F32(from_f16, 2, f16_to_f32((uint32_t)le(s, 2)))
+TO_F32(from_bf16, 2, f32_bits((uint32_t)le(s, 2) << 16))
+TO_F32(from_i32, 4, (float)le_signed(s, 32))
+TO_F32(from_u32, 4, (float)le(s, 4))
+TO_F32(from_f32, 4, f32_bits((uint32_t)le(s, 4)))
+TO_F32(from_f64, 8, (float)f64_bits(le(s, 8)))
+TO_F32(from_i64, 8, (float)le_signed(s, 64))
+TO_F32(from_u64, 8, (float)le(s, 8))
+#undef TO_F32
+
+/* The dtypes, indexed by enum vikt__dtype: name, bytes, conversion. */
 static const struct {
     const char *name;
     unsigned char size;
+    to_f32_fn to_f32;
 } dtypes[VIKT__DT_COUNT] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
-    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
-    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8},
+    {"BOOL", 1, from_bool}, {"U8", 1, from_u8},     {"I8", 1, from_i8},
+    {"F8_E5M2", 1, from_f8_e5m2}, {"F8_E4M3", 1, from_f8_e4m3},
+    {"I16", 2, from_i16},   {"U16", 2, from_u16},   {"F16", 2, from_f16},
+    {"BF16", 2, from_bf16}, {"I32", 4, from_i32},   {"U32", 4, from_u32},
+    {"F32", 4, from_f32},   {"F64", 8, from_f64},   {"I64", 8, from_i64},
+    {"U64", 8, from_u64},
 };
 
 const char *vikt__dtype_name(int dtype) {
@@ -671,47 +752,6 @@ static int host_is_le(void) {
     return b == 1;
 }
 
-static float f32_bits(uint32_t bits) {
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* IEEE binary16 to binary32, exact: subnormals normalized, the NaN payload
- * kept in the top mantissa bits. */
-static float f16_to_f32(uint32_t h) {
-    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
-    if (exp == 0x1F) return f32_bits(sign | 0x7F800000u | man << 13);
-    if (exp != 0) return f32_bits(sign | (exp + 112) << 23 | man << 13);
-    if (man == 0) return f32_bits(sign);
-    uint32_t e = 113; /* man·2^-24 = 1.f·2^(p-24) for the top set bit p */
-    while (!(man & 0x400u)) man <<= 1, e--;
-    return f32_bits(sign | e << 23 | (man & 0x3FFu) << 13);
-}
-
-static uint64_t le(const unsigned char *p, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = n; i-- > 0;) v = v << 8 | p[i];
-    return v;
-}
-
-/* n elements of a float dtype, little-endian, to float32. */
-static void convert(int dtype, const unsigned char *src, size_t n, float *dst) {
-    for (size_t i = 0; i < n; i++) {
-        switch (dtype) {
-        case VIKT__DT_F16: dst[i] = f16_to_f32((uint32_t)le(src + 2 * i, 2)); break;
-        case VIKT__DT_BF16: dst[i] = f32_bits((uint32_t)le(src + 2 * i, 2) << 16); break;
-        case VIKT__DT_F32: dst[i] = f32_bits((uint32_t)le(src + 4 * i, 4)); break;
-        default: {
-            uint64_t bits = le(src + 8 * i, 8);
-            double d;
-            memcpy(&d, &bits, 8);
-            dst[i] = (float)d; /* round to nearest even, as torch's .float() */
-        }
-        }
-    }
-}
-
 static int check_crc(vikt__st *st, const vikt__st_tensor *t, uint32_t crc) {
     if (!t->has_crc || crc == t->crc) return VIKT_OK;
     return bad(st, "tensor " Q ": CRC32C mismatch (stored %08x, data %08x): the data is corrupt",
@@ -719,9 +759,6 @@ static int check_crc(vikt__st *st, const vikt__st_tensor *t, uint32_t crc) {
 }
 
 int vikt__st_read_f32(vikt__st *st, const vikt__st_tensor *t, float *dst, unsigned char *chunk) {
-    if (!vikt__dtype_is_float(t->dtype))
-        return bad(st, "tensor " Q ": dtype %s cannot be read as float32", QARG(t->name),
-                   vikt__dtype_name(t->dtype));
     uint64_t off = st->data_start + t->begin, left = t->end - t->begin;
     size_t size = vikt__dtype_size(t->dtype);
     uint32_t crc = 0;
@@ -735,7 +772,7 @@ int vikt__st_read_f32(vikt__st *st, const vikt__st_tensor *t, float *dst, unsign
         int rc = vikt__file_read(st->f, off, chunk, n);
         if (rc) return rc;
         crc = vikt__crc32c(crc, chunk, n);
-        if (dst) convert(t->dtype, chunk, n / size, dst + done);
+        if (dst) dtypes[t->dtype].to_f32(chunk, n / size, dst + done);
         done += n / size, off += n, left -= n;
     }
     return check_crc(st, t, crc);

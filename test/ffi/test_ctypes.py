@@ -68,6 +68,15 @@ class vikt_allocator(Structure):
     _fields_ = [("alloc", vikt_alloc_fn), ("free", vikt_free_fn), ("ud", c_void_p)]
 
 
+class vikt_stats(Structure):
+    """The public struct, member for member as in vikt.h."""
+    _fields_ = [("count", c_int64), ("finite_count", c_int64), ("nan_count", c_int64),
+                ("inf_count", c_int64), ("zero_count", c_int64), ("mean", ctypes.c_double),
+                ("std", ctypes.c_double), ("std_unbiased", ctypes.c_double),
+                ("min", ctypes.c_double), ("max", ctypes.c_double), ("l2_norm", ctypes.c_double),
+                ("zero_fraction", ctypes.c_double)]
+
+
 vikt_init = c_int  # enum vikt_init
 vikt_optim_kind = c_int  # enum vikt_optim_kind
 vikt_optim_param = c_int  # enum vikt_optim_param
@@ -195,6 +204,8 @@ SIGNATURES = {
     "vikt_optimizer_get": (c_int, [Optimizer, vikt_optim_param, POINTER(ctypes.c_double)]),
     "vikt_optimizer_step": (c_int, [Optimizer]),
     "vikt_optimizer_destroy": (None, [Optimizer]),
+    # statistics
+    "vikt_stats_compute": (c_int, [F32P, c_int64, POINTER(vikt_stats)]),
     # files
     "vikt_save": (c_int, [Model, c_char_p]),
     "vikt_load": (c_int, [Model, c_char_p, c_int]),
@@ -232,6 +243,9 @@ SIGNATURES = {
     "vikt_trainer_fit": (c_int, [Trainer, Dataset, Dataset]),
     "vikt_trainer_evaluate": (c_int, [Trainer, Dataset, POINTER(ctypes.c_double),
                                       POINTER(ctypes.c_double)]),
+    # federated averaging
+    "vikt_fedavg": (c_int, [Model, POINTER(Model), POINTER(ctypes.c_double), c_int64]),
+    "vikt_fedavg_files": (c_int, [Model, POINTER(c_char_p), POINTER(ctypes.c_double), c_int64]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -456,6 +470,21 @@ def shape_error_message(lib):
         expect(lib.vikt_model_errcode(m) == VIKT_OK and errmsg(lib, m) == "", "clear_error")
     finally:
         lib.vikt_model_destroy(m)
+
+
+@test
+def stats_struct_layout(lib):
+    # [1, 2, 3, 4, 0, NaN, inf]: the struct crosses the boundary member by member.
+    x = floats(1.0, 2.0, 3.0, 4.0, 0.0, float("nan"), float("inf"))
+    s = vikt_stats()
+    expect(lib.vikt_stats_compute(x, 7, ctypes.byref(s)) == VIKT_OK, "vikt_stats_compute")
+    got = (s.count, s.finite_count, s.nan_count, s.inf_count, s.zero_count)
+    expect(got == (7, 5, 1, 1, 1), f"counts {got}")
+    expect(close(s.mean, 2.0) and close(s.std, 2.0 ** 0.5) and close(s.std_unbiased, 2.5 ** 0.5),
+           f"mean {s.mean}, std {s.std}, std_unbiased {s.std_unbiased}")
+    expect(s.min == 0.0 and s.max == 4.0 and close(s.l2_norm, 30.0 ** 0.5), "min, max, l2")
+    expect(close(s.zero_fraction, 1.0 / 7), f"zero_fraction {s.zero_fraction}")
+    expect(lib.vikt_stats_compute(x, -1, ctypes.byref(s)) == VIKT_ERR_ARG, "n < 0")
 
 
 @test
@@ -751,6 +780,38 @@ def trainer_fit_with_python_callbacks(lib):
         lib.vikt_dataset_destroy(ds)
         lib.vikt_optimizer_destroy(opt)
         lib.vikt_model_destroy(m)
+
+
+@test
+def federated_average(lib):
+    """vikt_fedavg over two models and vikt_fedavg_files over their files."""
+    import tempfile
+    models = [Model() for _ in range(3)]
+    for i, m in enumerate(models):
+        expect(lib.vikt_model_create(None, i + 1, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        for m, vals in zip(models, ([0, 0], [1, 2], [4, 8])):
+            w = lib.vikt_param(m, b"w", 1, shape(2), VIKT_INIT_ZEROS)
+            lib.vikt_tensor_copy_in(w, floats(*vals), 2)
+        dst, a, b = models
+        clients = (Model * 2)(a, b)
+        weights = (ctypes.c_double * 2)(3, 1)
+        expect(lib.vikt_fedavg(dst, clients, weights, 2) == VIKT_OK, "vikt_fedavg: " + errmsg(lib, dst))
+        got = lib.vikt_tensor_data(lib.vikt_param_find(dst, b"w"))
+        expect([got[0], got[1]] == [1.75, 3.5], "weighted mean (3*1 + 4)/4, (3*2 + 8)/4")
+        with tempfile.TemporaryDirectory() as d:
+            paths = [os.path.join(d, n).encode() for n in ("a.safetensors", "b.safetensors")]
+            expect(lib.vikt_save(a, paths[0]) == VIKT_OK and lib.vikt_save(b, paths[1]) == VIKT_OK, "save")
+            lib.vikt_tensor_fill(lib.vikt_param_find(dst, b"w"), 0.0)
+            cpaths = (c_char_p * 2)(*paths)
+            expect(lib.vikt_fedavg_files(dst, cpaths, weights, 2) == VIKT_OK,
+                   "vikt_fedavg_files: " + errmsg(lib, dst))
+            expect([got[0], got[1]] == [1.75, 3.5], "files give the same mean")
+        expect(lib.vikt_fedavg(dst, clients, weights, 0) == -4, "k = 0 is VIKT_ERR_ARG")
+        lib.vikt_model_clear_error(dst)
+    finally:
+        for m in models:
+            lib.vikt_model_destroy(m)
 
 
 def main():
