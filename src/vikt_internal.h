@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define VIKT__ALIGN 64
 #define VIKT__ERRMSG_MAX 256
@@ -48,6 +49,7 @@ void vikt__rng_seed(vikt__rng *r, uint64_t seed);
 uint32_t vikt__rng_u32(vikt__rng *r);
 float vikt__rng_uniform(vikt__rng *r); /* [0, 1) with 24 bits */
 float vikt__rng_normal(vikt__rng *r);  /* N(0, 1) */
+uint64_t vikt__rng_below(vikt__rng *r, uint64_t bound); /* uniform in [0, bound), bound >= 1 */
 
 /* ---------------------------------------------------------------- tensors */
 
@@ -280,6 +282,48 @@ vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight
                               vikt_tensor *running_var, int training, float momentum, float eps);
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
                              const int64_t *shape);
+
+/* ------------------------------------------------------------------ data */
+
+/* Samples shared by a dataset and the datasets split from it; freed when
+ * the last one is destroyed. Owned stores (loaders) hold model memory;
+ * borrowed ones point at the caller's arrays. */
+typedef struct vikt__samples {
+    int refs;
+    int owned;
+    int64_t rows;          /* samples stored */
+    int64_t sample_numel;  /* floats per sample */
+    int64_t target_width;  /* floats per target row, 0 without targets */
+    float *features;       /* rows x sample_numel */
+    int32_t *labels;       /* rows, or NULL */
+    float *targets;        /* rows x target_width, or NULL */
+} vikt__samples;
+
+struct vikt_dataset {
+    vikt_model *model;
+    vikt__samples *samples;
+    int64_t n;             /* length of the order */
+    int64_t *order;        /* n row indices into samples */
+    int rank;              /* of one sample, 1..3 */
+    int64_t shape[3];
+    int64_t sample_numel;
+    int64_t target_width;  /* 0 unless float targets */
+    int64_t classes;       /* 0 unless labels */
+};
+
+/* A dataset over samples (taking a reference) with the order 0..n-1;
+ * NULL with VIKT_ERR_NOMEM recorded. */
+vikt_dataset *vikt__dataset_new(vikt_model *m, const char *opname, vikt__samples *s, int rank,
+                                const int64_t *shape, int64_t target_width, int64_t classes);
+/* Owned samples with room for rows (labels when with_labels); NULL with
+ * VIKT_ERR_NOMEM recorded. */
+vikt__samples *vikt__samples_alloc(vikt_model *m, const char *opname, int64_t rows,
+                                   int64_t sample_numel, int with_labels);
+void vikt__samples_release(vikt_model *m, vikt__samples *s);
+/* Open a regular file for reading and take its size; VIKT_ERR_IO recorded
+ * naming opname and path otherwise. */
+int vikt__data_open(vikt_model *m, const char *opname, const char *path, FILE **f,
+                    uint64_t *size);
 
 /* ------------------------------------------------------------------ gemm */
 
