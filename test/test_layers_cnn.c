@@ -684,6 +684,30 @@ static void conv_out_of_memory(void **state) {
     vikt_model_destroy(m);
 }
 
+/* Max pooling keeps its argmax indices in the arena for backward: each
+ * allocation of the call fails in turn (one of them the indices'), with an
+ * error and no crash, until the call succeeds. */
+static void max_pool_out_of_memory(void **state) {
+    (void)state;
+    vikt_model *m = vt_model(9);
+    vikt_tensor *x = vikt_zeros(m, 4, (int64_t[]){4, 16, 256, 256});
+    assert_int_equal(vikt_tensor_set_requires_grad(x, 1), VIKT_OK);
+    int saw_indices = 0;
+    vikt_tensor *y = NULL;
+    for (int64_t n = 1; !y; n++) {
+        assert_true(n < 20);
+        vt_stats.fail_at = vt_stats.calls + n;
+        y = vikt_max_pool2d(m, x, 2, 2);
+        vt_stats.fail_at = 0;
+        if (y) break;
+        saw_indices |= strstr(vikt_model_errmsg(m), "indices") != NULL;
+        vt_expect_error(m, VIKT_ERR_NOMEM, "vikt_max_pool2d", NULL);
+    }
+    assert_true(saw_indices);
+    assert_int_equal(vikt_tensor_dim(y, 2), 128);
+    vikt_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conv_matches_pytorch),
@@ -705,6 +729,7 @@ int main(void) {
         cmocka_unit_test(steady_state_allocates_nothing),
         cmocka_unit_test(conv_same_bytes_any_thread_count),
         cmocka_unit_test(conv_out_of_memory),
+        cmocka_unit_test(max_pool_out_of_memory),
     };
     return cmocka_run_group_tests_name("layers_cnn", tests, NULL, NULL);
 }

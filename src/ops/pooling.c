@@ -45,37 +45,74 @@ static int pool_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
 
 /* ------------------------------------------------------------------- max */
 
-/* Offset in the plane of the window's first maximum; a NaN wins (the first
- * one), so NaN propagates as in PyTorch. */
+/* Does v beat the current best b? The first maximum wins ties, and a NaN
+ * wins (the first one), so NaN propagates as in PyTorch. */
+static inline int beats(float v, float b) { return v > b || (isnan(v) && !isnan(b)); }
+
+/* Offset in the plane of the window's first maximum. */
 static int64_t window_argmax(const pool_geom *g, const float *plane, int64_t oh, int64_t ow) {
     int64_t best = oh * g->s * g->W + ow * g->s;
     for (int64_t i = 0; i < g->k; i++) {
         const float *row = plane + (oh * g->s + i) * g->W + ow * g->s;
-        for (int64_t j = 0; j < g->k; j++) {
-            float v = row[j], b = plane[best];
-            if (v > b || (isnan(v) && !isnan(b))) best = (oh * g->s + i) * g->W + ow * g->s + j;
-        }
+        for (int64_t j = 0; j < g->k; j++)
+            if (beats(row[j], plane[best])) best = (oh * g->s + i) * g->W + ow * g->s + j;
     }
     return best;
 }
 
+/* The common 2x2, stride 2 window of one output row, unrolled: the same
+ * comparisons in the same order as window_argmax. */
+static void row_argmax_2x2(const pool_geom *g, const float *plane, int64_t oh, float *y,
+                           int64_t *at) {
+    const int64_t top = 2 * oh * g->W;
+    const float *r0 = plane + top, *r1 = r0 + g->W;
+    for (int64_t ow = 0; ow < g->Wo; ow++) {
+        int64_t c = 2 * ow, best = top + c;
+        float b = r0[c];
+        if (beats(r0[c + 1], b)) b = r0[c + 1], best = top + c + 1;
+        if (beats(r1[c], b)) b = r1[c], best = top + g->W + c;
+        if (beats(r1[c + 1], b)) b = r1[c + 1], best = top + g->W + c + 1;
+        y[ow] = b;
+        if (at) at[ow] = best;
+    }
+}
+
+/* Forward keeps each output's source offset in its plane (arena) when the
+ * op is recorded, so backward is a scatter: finding the maximum again cost
+ * as much as the forward pass (a third of the CNN bench step). */
 static int max_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                    vikt_tensor *out) {
-    (void)m, (void)n;
+    (void)n;
     pool_geom g;
     geometry(in[0], args, &g);
+    int64_t *at = NULL;
+    if (m->grad_enabled && in[0]->requires_grad) {
+        at = vikt__arena_alloc(m, (size_t)out->numel * sizeof *at);
+        if (!at)
+            return vikt__fail(m, VIKT_ERR_NOMEM, "vikt_max_pool2d: out of memory for %lld indices",
+                              (long long)out->numel);
+    }
+    int fast = g.k == 2 && g.s == 2;
     for (int64_t p = 0; p < g.planes; p++) {
         const float *plane = in[0]->data + p * g.H * g.W;
         float *y = out->data + p * g.Ho * g.Wo;
-        for (int64_t oh = 0; oh < g.Ho; oh++)
-            for (int64_t ow = 0; ow < g.Wo; ow++)
-                y[oh * g.Wo + ow] = plane[window_argmax(&g, plane, oh, ow)];
+        int64_t *a = at ? at + p * g.Ho * g.Wo : NULL;
+        for (int64_t oh = 0; oh < g.Ho; oh++) {
+            if (fast) {
+                row_argmax_2x2(&g, plane, oh, y + oh * g.Wo, a ? a + oh * g.Wo : NULL);
+                continue;
+            }
+            for (int64_t ow = 0; ow < g.Wo; ow++) {
+                int64_t best = window_argmax(&g, plane, oh, ow);
+                y[oh * g.Wo + ow] = plane[best];
+                if (a) a[oh * g.Wo + ow] = best;
+            }
+        }
     }
+    args->saved = at;
     return VIKT_OK;
 }
 
-/* The argmax is found again from the input rather than kept from forward:
- * the search is as cheap as reading a saved index, and it saves the memory. */
 static int max_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                    vikt_tensor *out) {
     (void)n;
@@ -83,13 +120,13 @@ static int max_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__arg
     if (!gx) return m->errcode;
     pool_geom g;
     geometry(in[0], args, &g);
+    const int64_t *at = args->saved;
+    int64_t per_plane = g.Ho * g.Wo;
     for (int64_t p = 0; p < g.planes; p++) {
-        const float *plane = in[0]->data + p * g.H * g.W;
-        const float *dy = out->grad + p * g.Ho * g.Wo;
+        const float *dy = out->grad + p * per_plane;
+        const int64_t *a = at + p * per_plane;
         float *dplane = gx + p * g.H * g.W;
-        for (int64_t oh = 0; oh < g.Ho; oh++)
-            for (int64_t ow = 0; ow < g.Wo; ow++)
-                dplane[window_argmax(&g, plane, oh, ow)] += dy[oh * g.Wo + ow];
+        for (int64_t o = 0; o < per_plane; o++) dplane[a[o]] += dy[o];
     }
     return VIKT_OK;
 }
