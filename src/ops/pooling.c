@@ -61,17 +61,30 @@ static int64_t window_argmax(const pool_geom *g, const float *plane, int64_t oh,
 }
 
 /* The common 2x2, stride 2 window of one output row, unrolled: the same
- * comparisons in the same order as window_argmax. */
+ * comparisons in the same order as window_argmax. Without NaN the choice is
+ * made with selects, not branches: after ReLU half the inputs are 0 and the
+ * comparisons are coin flips a branch predictor loses. */
 static void row_argmax_2x2(const pool_geom *g, const float *plane, int64_t oh, float *y,
                            int64_t *at) {
     const int64_t top = 2 * oh * g->W;
     const float *r0 = plane + top, *r1 = r0 + g->W;
     for (int64_t ow = 0; ow < g->Wo; ow++) {
-        int64_t c = 2 * ow, best = top + c;
-        float b = r0[c];
-        if (beats(r0[c + 1], b)) b = r0[c + 1], best = top + c + 1;
-        if (beats(r1[c], b)) b = r1[c], best = top + g->W + c;
-        if (beats(r1[c + 1], b)) b = r1[c + 1], best = top + g->W + c + 1;
+        int64_t c = 2 * ow;
+        float v0 = r0[c], v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];
+        float b = v0;
+        int64_t best = top + c;
+        if ((v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3)) {
+            if (beats(v1, b)) b = v1, best = top + c + 1;
+            if (beats(v2, b)) b = v2, best = top + g->W + c;
+            if (beats(v3, b)) b = v3, best = top + g->W + c + 1;
+        } else {
+            int t = v1 > b;
+            best = t ? top + c + 1 : best, b = t ? v1 : b;
+            t = v2 > b;
+            best = t ? top + g->W + c : best, b = t ? v2 : b;
+            t = v3 > b;
+            best = t ? top + g->W + c + 1 : best, b = t ? v3 : b;
+        }
         y[ow] = b;
         if (at) at[ow] = best;
     }
