@@ -248,6 +248,11 @@ vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight
 vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, vikt_tensor *running_mean,
                               vikt_tensor *running_var, int training, float momentum, float eps);
+/* softmax(Q_h·K_hᵀ/√dh [causal])·V_h per head h of q, k, v [N, T, D], heads
+ * merged back into [N, T, D] (src/ops/attention.c); the caller checked that
+ * heads divides D. */
+vikt_tensor *vikt__attention_core(vikt_model *m, vikt_tensor *q, vikt_tensor *k, vikt_tensor *v,
+                                  int64_t heads, int causal);
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
                              const int64_t *shape);
 
