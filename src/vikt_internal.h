@@ -248,6 +248,8 @@ vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight
 vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, vikt_tensor *running_mean,
                               vikt_tensor *running_var, int training, float momentum, float eps);
+/* y = x·Wᵀ + b for x [..., in] of rank 1 to 3 (src/ops/linear.c). */
+vikt_tensor *vikt__linear(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b);
 /* softmax(Q_h·K_hᵀ/√dh [causal])·V_h per head h of q, k, v [N, T, D], heads
  * merged back into [N, T, D] (src/ops/attention.c); the caller checked that
  * heads divides D. */
