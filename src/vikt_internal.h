@@ -269,6 +269,18 @@ int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int6
                int64_t N, int64_t K,
                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc);
+/* For ops that run their own tasks on the model's threads (vikt__pool_run):
+ * vikt__gemm_reserve, on the model's thread before the tasks start, makes
+ * the packing buffers of threads 0..threads-1 fit an op(A)·op(B) of this
+ * shape (VIKT_OK, or VIKT_ERR_NOMEM recorded naming opname); then
+ * vikt__gemm_on computes one product of a reserved shape whole on task
+ * t with thread t's buffer. It never fails and, the product being computed
+ * by the same kernel as vikt__gemm would, gives the same bits. */
+int vikt__gemm_reserve(vikt_model *m, const char *opname, int threads, int trans_a, int trans_b,
+                       int64_t M, int64_t N, int64_t K);
+void vikt__gemm_on(vikt_model *m, int t, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                   float beta, float *C, int64_t ldc);
 /* Free the model's packing buffers (they are made again on next use). */
 void vikt__gemm_release(vikt_model *m);
 void vikt__gemm_scalar(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,

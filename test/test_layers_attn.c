@@ -785,6 +785,38 @@ static void attention_buffers_out_of_memory(void **state) {
     assert_true(saw_scores);
 }
 
+/* The attention core deals its (sample, head) pairs to the threads, each
+ * product whole on one: output and gradients are the same bytes with 1 and 3
+ * threads (a shape above the size where it goes parallel). */
+static void attention_bytes(int threads, float *out, float *grad) {
+    enum { N = 3, T = 64, D = 64 };
+    static float xs[N * T * D];
+    vt_fill(xs, N * T * D, 12, -1, 1);
+    vikt_model *m = vt_model(6);
+    if (vikt_set_num_threads(m, threads) != VIKT_OK) { /* a build without threads */
+        vikt_model_clear_error(m);
+        assert_int_equal(vikt_set_num_threads(m, 1), VIKT_OK);
+    }
+    vikt_tensor *x = vikt_input(m, 3, (int64_t[]){N, T, D}, xs);
+    assert_int_equal(vikt_tensor_set_requires_grad(x, 1), VIKT_OK);
+    vikt_tensor *y = vikt_attention(m, "a", x, 4, 1);
+    assert_non_null(y);
+    assert_int_equal(vikt_backward(m, vikt_sum(m, vikt_square(m, y))), VIKT_OK);
+    memcpy(out, vikt_tensor_data(y), sizeof(float) * N * T * D);
+    memcpy(grad, vikt_tensor_grad(x), sizeof(float) * N * T * D);
+    vikt_model_destroy(m);
+}
+
+static void attention_same_bytes_any_thread_count(void **state) {
+    (void)state;
+    enum { COUNT = 3 * 64 * 64 };
+    static float y1[COUNT], g1[COUNT], y3[COUNT], g3[COUNT];
+    attention_bytes(1, y1, g1);
+    attention_bytes(3, y3, g3);
+    assert_memory_equal(y1, y3, sizeof y1);
+    assert_memory_equal(g1, g3, sizeof g1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(torch_attention_causal),
@@ -807,6 +839,7 @@ int main(void) {
         cmocka_unit_test(steady_state_allocates_nothing),
         cmocka_unit_test(out_of_memory_is_reported),
         cmocka_unit_test(attention_buffers_out_of_memory),
+        cmocka_unit_test(attention_same_bytes_any_thread_count),
         cmocka_unit_test(op_errors),
         cmocka_unit_test(layer_errors),
     };

@@ -116,13 +116,6 @@ static int attn_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* Errors name the public layer. */
-static int attn_gemm(vikt_model *m, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                     int64_t ldc) {
-    return vikt__gemm(m, "vikt_attention", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
 /* Row i of the scores in place → probabilities over keys 0..len−1, zeros
  * after (the masked keys). Sums in double, as vikt_softmax. */
 static void softmax_row(float *s, int64_t len, int64_t T) {
@@ -138,34 +131,6 @@ static void softmax_row(float *s, int64_t len, int64_t T) {
     for (int64_t j = len; j < T; j++) s[j] = 0.0f;
 }
 
-static int attn_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
-                    vikt_tensor *out) {
-    (void)n;
-    attn_geom g;
-    attn_geometry(in[0], args, &g);
-    int64_t TT = g.T * g.T;
-    float *P = vikt__arena_alloc(m, (size_t)(g.N * g.H * TT) * sizeof(float));
-    if (!P)
-        return vikt__fail(m, VIKT_ERR_NOMEM,
-                          "vikt_attention: out of memory for the attention weights [%lld, %lld, "
-                          "%lld, %lld]",
-                          (long long)g.N, (long long)g.H, (long long)g.T, (long long)g.T);
-    for (int64_t s = 0; s < g.N; s++)
-        for (int64_t h = 0; h < g.H; h++) {
-            int64_t at = s * g.T * g.D + h * g.dh;
-            float *p = P + (s * g.H + h) * TT;
-            if (attn_gemm(m, 0, 1, g.T, g.T, g.dh, g.scale, in[0]->data + at, g.D,
-                          in[1]->data + at, g.D, 0.0f, p, g.T))
-                return m->errcode;
-            for (int64_t i = 0; i < g.T; i++) softmax_row(p + i * g.T, g.causal ? i + 1 : g.T, g.T);
-            if (attn_gemm(m, 0, 0, g.T, g.dh, g.T, 1.0f, p, g.T, in[2]->data + at, g.D, 0.0f,
-                          out->data + at, g.D))
-                return m->errcode;
-        }
-    args->saved = P;
-    return VIKT_OK;
-}
-
 /* dP → dS in place: dS_ij = P_ij·(dP_ij − Σ_j' dP_ij'·P_ij')·scale. */
 static void softmax_grad_rows(float *d, const float *p, const attn_geom *g) {
     for (int64_t i = 0; i < g->T; i++) {
@@ -179,38 +144,123 @@ static void softmax_grad_rows(float *d, const float *p, const attn_geom *g) {
     }
 }
 
+/* The (sample, head) pairs are independent: each reads and writes its own
+ * columns of q, k, v, ctx and their gradients and its own block of P. They
+ * are dealt to the model's threads (pair p to task p mod tasks), each
+ * product computed whole by one task, so the bits do not depend on the
+ * thread count. */
+typedef struct {
+    vikt_model *m;
+    attn_geom g;
+    int tasks;
+    const float *q, *k, *v, *dctx;
+    float *P, *ctx, *gq, *gk, *gv;
+    float *dS; /* one T×T scratch per task (backward) */
+} attn_job;
+
+/* Pairs below this many multiply-adds in all stay on one thread. */
+#define ATTN_PARALLEL_MIN ((int64_t)1 << 20)
+
+static int attn_tasks(vikt_model *m, const attn_geom *g) {
+    int64_t pairs = g->N * g->H, fmas = 2 * pairs * g->T * g->T * g->dh;
+    int n = vikt_num_threads(m);
+    if (n <= 1 || !m->pool || fmas < ATTN_PARALLEL_MIN) return 1;
+    return pairs < n ? (int)pairs : n;
+}
+
+/* The four product shapes of forward and backward, reserved for every task. */
+static int attn_reserve(vikt_model *m, const attn_geom *g, int tasks) {
+    const char *op = "vikt_attention";
+    int64_t T = g->T, dh = g->dh;
+    return vikt__gemm_reserve(m, op, tasks, 0, 1, T, T, dh) ||
+                   vikt__gemm_reserve(m, op, tasks, 0, 0, T, dh, T) ||
+                   vikt__gemm_reserve(m, op, tasks, 1, 0, T, dh, T)
+               ? m->errcode
+               : VIKT_OK;
+}
+
+static void attn_fwd_task(void *arg, int t) {
+    const attn_job *j = arg;
+    const attn_geom *g = &j->g;
+    int64_t TT = g->T * g->T;
+    for (int64_t pair = t; pair < g->N * g->H; pair += j->tasks) {
+        int64_t s = pair / g->H, h = pair % g->H, at = s * g->T * g->D + h * g->dh;
+        float *p = j->P + pair * TT;
+        vikt__gemm_on(j->m, t, 0, 1, g->T, g->T, g->dh, g->scale, j->q + at, g->D, j->k + at,
+                      g->D, 0.0f, p, g->T);
+        for (int64_t i = 0; i < g->T; i++) softmax_row(p + i * g->T, g->causal ? i + 1 : g->T, g->T);
+        vikt__gemm_on(j->m, t, 0, 0, g->T, g->dh, g->T, 1.0f, p, g->T, j->v + at, g->D, 0.0f,
+                      j->ctx + at, g->D);
+    }
+}
+
+static int attn_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
+                    vikt_tensor *out) {
+    (void)n;
+    attn_job j;
+    attn_geometry(in[0], args, &j.g);
+    j.m = m;
+    j.tasks = attn_tasks(m, &j.g);
+    if (attn_reserve(m, &j.g, j.tasks)) return m->errcode;
+    j.P = vikt__arena_alloc(m, (size_t)(j.g.N * j.g.H * j.g.T * j.g.T) * sizeof(float));
+    if (!j.P)
+        return vikt__fail(m, VIKT_ERR_NOMEM,
+                          "vikt_attention: out of memory for the attention weights [%lld, %lld, "
+                          "%lld, %lld]",
+                          (long long)j.g.N, (long long)j.g.H, (long long)j.g.T, (long long)j.g.T);
+    j.q = in[0]->data, j.k = in[1]->data, j.v = in[2]->data, j.ctx = out->data;
+    vikt__pool_run(m->pool, j.tasks, attn_fwd_task, &j);
+    args->saved = j.P;
+    return VIKT_OK;
+}
+
+static void attn_bwd_task(void *arg, int t) {
+    const attn_job *j = arg;
+    const attn_geom *g = &j->g;
+    int64_t TT = g->T * g->T;
+    float *dS = j->dS ? j->dS + t * TT : NULL;
+    for (int64_t pair = t; pair < g->N * g->H; pair += j->tasks) {
+        int64_t s = pair / g->H, h = pair % g->H, at = s * g->T * g->D + h * g->dh;
+        const float *p = j->P + pair * TT, *dC = j->dctx + at;
+        if (j->gv)
+            vikt__gemm_on(j->m, t, 1, 0, g->T, g->dh, g->T, 1.0f, p, g->T, dC, g->D, 1.0f,
+                          j->gv + at, g->D);
+        if (!dS) continue;
+        vikt__gemm_on(j->m, t, 0, 1, g->T, g->T, g->dh, 1.0f, dC, g->D, j->v + at, g->D, 0.0f, dS,
+                      g->T);
+        softmax_grad_rows(dS, p, g);
+        if (j->gq)
+            vikt__gemm_on(j->m, t, 0, 0, g->T, g->dh, g->T, 1.0f, dS, g->T, j->k + at, g->D, 1.0f,
+                          j->gq + at, g->D);
+        if (j->gk)
+            vikt__gemm_on(j->m, t, 1, 0, g->T, g->dh, g->T, 1.0f, dS, g->T, j->q + at, g->D, 1.0f,
+                          j->gk + at, g->D);
+    }
+}
+
 static int attn_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                     vikt_tensor *out) {
     (void)n;
-    float *gq = vikt__grad(in[0]), *gk = vikt__grad(in[1]), *gv = vikt__grad(in[2]);
+    attn_job j;
+    j.gq = vikt__grad(in[0]), j.gk = vikt__grad(in[1]), j.gv = vikt__grad(in[2]);
     if (m->errcode) return m->errcode;
-    attn_geom g;
-    attn_geometry(in[0], args, &g);
-    int64_t TT = g.T * g.T;
-    float *dS = gq || gk ? vikt__arena_alloc(m, (size_t)TT * sizeof(float)) : NULL;
-    if ((gq || gk) && !dS)
-        return vikt__fail(m, VIKT_ERR_NOMEM,
-                          "vikt_attention: out of memory for a %lldx%lld score gradient",
-                          (long long)g.T, (long long)g.T);
-    const float *P = args->saved;
-    for (int64_t s = 0; s < g.N; s++)
-        for (int64_t h = 0; h < g.H; h++) {
-            int64_t at = s * g.T * g.D + h * g.dh;
-            const float *p = P + (s * g.H + h) * TT, *dC = out->grad + at;
-            if (gv && attn_gemm(m, 1, 0, g.T, g.dh, g.T, 1.0f, p, g.T, dC, g.D, 1.0f, gv + at, g.D))
-                return m->errcode;
-            if (!dS) continue;
-            if (attn_gemm(m, 0, 1, g.T, g.T, g.dh, 1.0f, dC, g.D, in[2]->data + at, g.D, 0.0f, dS,
-                          g.T))
-                return m->errcode;
-            softmax_grad_rows(dS, p, &g);
-            if (gq && attn_gemm(m, 0, 0, g.T, g.dh, g.T, 1.0f, dS, g.T, in[1]->data + at, g.D,
-                                1.0f, gq + at, g.D))
-                return m->errcode;
-            if (gk && attn_gemm(m, 1, 0, g.T, g.dh, g.T, 1.0f, dS, g.T, in[0]->data + at, g.D,
-                                1.0f, gk + at, g.D))
-                return m->errcode;
-        }
+    attn_geometry(in[0], args, &j.g);
+    j.m = m;
+    j.tasks = attn_tasks(m, &j.g);
+    if (attn_reserve(m, &j.g, j.tasks)) return m->errcode;
+    int64_t TT = j.g.T * j.g.T;
+    j.dS = NULL;
+    if (j.gq || j.gk) {
+        j.dS = vikt__arena_alloc(m, (size_t)(j.tasks * TT) * sizeof(float));
+        if (!j.dS)
+            return vikt__fail(m, VIKT_ERR_NOMEM,
+                              "vikt_attention: out of memory for a %lldx%lld score gradient",
+                              (long long)j.g.T, (long long)j.g.T);
+    }
+    j.P = args->saved;
+    j.q = in[0]->data, j.k = in[1]->data, j.v = in[2]->data, j.dctx = out->grad;
+    j.ctx = NULL;
+    vikt__pool_run(m->pool, j.tasks, attn_bwd_task, &j);
     return VIKT_OK;
 }
 
