@@ -167,46 +167,92 @@ static void col2im_add(const conv_geom *g, const float *col, float *dx) {
             }
 }
 
-/* A column buffer for one sample from the arena, or NULL for a pointwise
- * kernel (which needs none); *failed is set when memory ran out. */
-static float *column_buffer(vikt_model *m, const conv_geom *g, int *failed) {
-    *failed = 0;
-    if (is_pointwise(g) || g->N == 0) return NULL;
-    float *col = vikt__arena_alloc(m, (size_t)(g->rows * g->cols) * sizeof(float));
-    if (!col) {
-        *failed = 1;
-        vikt__fail(m, VIKT_ERR_NOMEM, "vikt_conv2d: out of memory for a %lldx%lld column buffer",
-                   (long long)g->rows, (long long)g->cols);
-    }
-    return col;
+/* Samples are independent in forward and in the input gradient: with more
+ * than one thread they are dealt to the pool's tasks (sample s to task
+ * s mod tasks), each with its own column buffer and each product computed
+ * whole by that task (vikt__gemm_on), so the bits do not depend on the
+ * thread count. With one task the products go through vikt__gemm, which
+ * may split a large one among the threads instead. The weight gradient sums
+ * over samples and stays on the calling thread, in sample order. */
+typedef struct {
+    vikt_model *m;
+    conv_geom g;
+    int tasks;
+    const float *x, *w, *bias, *dy;
+    float *y, *gx;
+    float *cols; /* tasks column buffers, or NULL for a pointwise kernel */
+    int rc;      /* set by a failing product (only vikt__gemm can fail: one task) */
+} conv_job;
+
+/* Convolutions below this many multiply-adds in all stay on one thread. */
+#define CONV_PARALLEL_MIN ((int64_t)1 << 20)
+
+static int conv_tasks(vikt_model *m, const conv_geom *g) {
+    int n = vikt_num_threads(m);
+    if (n <= 1 || !m->pool || g->N < 2 || g->N * g->O * g->cols * g->rows < CONV_PARALLEL_MIN)
+        return 1;
+    return g->N < n ? (int)g->N : n;
+}
+
+/* Column buffers for `tasks` samples at once from the arena (none for a
+ * pointwise kernel); VIKT_ERR_NOMEM recorded when memory ran out. */
+static int column_buffers(vikt_model *m, const conv_geom *g, int tasks, float **cols) {
+    *cols = NULL;
+    if (is_pointwise(g) || g->N == 0) return VIKT_OK;
+    *cols = vikt__arena_alloc(m, (size_t)(tasks * g->rows * g->cols) * sizeof(float));
+    if (!*cols)
+        return vikt__fail(m, VIKT_ERR_NOMEM,
+                          "vikt_conv2d: out of memory for a %lldx%lld column buffer",
+                          (long long)g->rows, (long long)g->cols);
+    return VIKT_OK;
+}
+
+/* One product of a task: vikt__gemm alone, vikt__gemm_on among several. */
+static int task_gemm(conv_job *j, int t, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    if (j->tasks == 1) return j->rc = gemm(j->m, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    vikt__gemm_on(j->m, t, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return VIKT_OK;
 }
 
 /* --------------------------------------------------------------- forward */
 
+static void conv_fwd_task(void *arg, int t) {
+    conv_job *j = arg;
+    const conv_geom *g = &j->g;
+    float *col = j->cols ? j->cols + t * g->rows * g->cols : NULL;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = t; s < g->N; s += j->tasks) {
+        const float *x = j->x + s * x_step;
+        float *y = j->y + s * y_step;
+        /* Start from the bias so the product can add into it (beta = 1). */
+        if (j->bias)
+            for (int64_t o = 0; o < g->O; o++) {
+                float *yo = y + o * g->cols, v = j->bias[o];
+                for (int64_t p = 0; p < g->cols; p++) yo[p] = v;
+            }
+        if (col) im2col(g, x, col);
+        if (task_gemm(j, t, 0, 0, g->O, g->cols, g->rows, j->w, g->rows, col ? col : x, g->cols,
+                      j->bias ? 1.0f : 0.0f, y, g->cols))
+            return; /* one task: the error is recorded, j->rc set */
+    }
+}
+
 static int conv_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                     vikt_tensor *out) {
-    conv_geom g;
-    geometry(in[0], in[1], args, &g);
-    const float *bias = n > 2 ? in[2]->data : NULL;
-    int failed;
-    float *col = column_buffer(m, &g, &failed);
-    if (failed) return m->errcode;
-    int64_t x_step = g.C * g.H * g.W, y_step = g.O * g.cols;
-    for (int64_t s = 0; s < g.N; s++) {
-        const float *x = in[0]->data + s * x_step;
-        float *y = out->data + s * y_step;
-        /* Start from the bias so the product can add into it (beta = 1). */
-        if (bias)
-            for (int64_t o = 0; o < g.O; o++) {
-                float *yo = y + o * g.cols, v = bias[o];
-                for (int64_t p = 0; p < g.cols; p++) yo[p] = v;
-            }
-        if (col) im2col(&g, x, col);
-        if (gemm(m, 0, 0, g.O, g.cols, g.rows, in[1]->data, g.rows, col ? col : x, g.cols,
-                 bias ? 1.0f : 0.0f, y, g.cols))
-            return m->errcode;
-    }
-    return VIKT_OK;
+    conv_job j;
+    geometry(in[0], in[1], args, &j.g);
+    j.m = m;
+    j.tasks = conv_tasks(m, &j.g);
+    if (column_buffers(m, &j.g, j.tasks, &j.cols)) return m->errcode;
+    if (j.tasks > 1 &&
+        vikt__gemm_reserve(m, "vikt_conv2d", j.tasks, 0, 0, j.g.O, j.g.cols, j.g.rows))
+        return m->errcode;
+    j.x = in[0]->data, j.w = in[1]->data, j.bias = n > 2 ? in[2]->data : NULL;
+    j.y = out->data, j.dy = NULL, j.gx = NULL, j.rc = VIKT_OK;
+    vikt__pool_run(m->pool, j.tasks, conv_fwd_task, &j);
+    return j.rc;
 }
 
 /* -------------------------------------------------------------- backward */
@@ -231,40 +277,52 @@ static void bias_grad(const conv_geom *g, const float *dy, float *gb) {
     }
 }
 
+/* dx of the task's samples: the column gradient Wᵀ·dy, folded back. */
+static void conv_dx_task(void *arg, int t) {
+    conv_job *j = arg;
+    const conv_geom *g = &j->g;
+    float *col = j->cols ? j->cols + t * g->rows * g->cols : NULL;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = t; s < g->N; s += j->tasks) {
+        const float *dy = j->dy + s * y_step;
+        float *gx = j->gx + s * x_step;
+        /* Pointwise: the column gradient is the input gradient. */
+        if (task_gemm(j, t, 1, 0, g->rows, g->cols, g->O, j->w, g->rows, dy, g->cols,
+                      col ? 0.0f : 1.0f, col ? col : gx, g->cols))
+            return;
+        if (col) col2im_add(g, col, gx);
+    }
+}
+
 static int conv_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                     vikt_tensor *out) {
-    conv_geom g;
-    geometry(in[0], in[1], args, &g);
+    conv_job j;
+    geometry(in[0], in[1], args, &j.g);
+    const conv_geom *g = &j.g;
     float *gx = vikt__grad(in[0]), *gw = vikt__grad(in[1]);
     float *gb = n > 2 ? vikt__grad(in[2]) : NULL;
     if (m->errcode) return m->errcode;
-    if (gb) bias_grad(&g, out->grad, gb);
+    if (gb) bias_grad(g, out->grad, gb);
     if (!gx && !gw) return VIKT_OK;
-    int failed;
-    float *col = column_buffer(m, &g, &failed);
-    if (failed) return m->errcode;
-    int64_t x_step = g.C * g.H * g.W, y_step = g.O * g.cols;
-    const float *W = in[1]->data;
-    for (int64_t s = 0; s < g.N; s++) {
+    j.m = m;
+    j.tasks = gx ? conv_tasks(m, g) : 1;
+    if (column_buffers(m, g, j.tasks, &j.cols)) return m->errcode;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = 0; gw && s < g->N; s++) {
         const float *x = in[0]->data + s * x_step, *dy = out->grad + s * y_step;
-        if (gw) {
-            if (col) im2col(&g, x, col);
-            if (gemm(m, 0, 1, g.O, g.rows, g.cols, dy, g.cols, col ? col : x, g.cols, 1.0f, gw,
-                     g.rows))
-                return m->errcode;
-        }
-        if (!gx) continue;
-        if (!col) { /* pointwise: the column gradient is the input gradient */
-            if (gemm(m, 1, 0, g.rows, g.cols, g.O, W, g.rows, dy, g.cols, 1.0f, gx + s * x_step,
-                     g.cols))
-                return m->errcode;
-            continue;
-        }
-        if (gemm(m, 1, 0, g.rows, g.cols, g.O, W, g.rows, dy, g.cols, 0.0f, col, g.cols))
+        if (j.cols) im2col(g, x, j.cols);
+        if (gemm(m, 0, 1, g->O, g->rows, g->cols, dy, g->cols, j.cols ? j.cols : x, g->cols, 1.0f,
+                 gw, g->rows))
             return m->errcode;
-        col2im_add(&g, col, gx + s * x_step);
     }
-    return VIKT_OK;
+    if (!gx) return VIKT_OK;
+    if (j.tasks > 1 &&
+        vikt__gemm_reserve(m, "vikt_conv2d", j.tasks, 1, 0, g->rows, g->cols, g->O))
+        return m->errcode;
+    j.x = in[0]->data, j.w = in[1]->data, j.bias = NULL, j.y = NULL;
+    j.dy = out->grad, j.gx = gx, j.rc = VIKT_OK;
+    vikt__pool_run(m->pool, j.tasks, conv_dx_task, &j);
+    return j.rc;
 }
 
 static const vikt__op conv_op = {"vikt_conv2d", conv_shape, conv_fwd, conv_bwd};
