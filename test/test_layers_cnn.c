@@ -708,6 +708,42 @@ static void max_pool_out_of_memory(void **state) {
     vikt_model_destroy(m);
 }
 
+/* Max pooling cuts large inputs into ranges of planes, one per thread: the
+ * output and the input gradient are the same bytes with 1 and 3 threads,
+ * for the unrolled 2x2 window and the general one. */
+static void pool_bytes(int threads, int64_t kernel, int64_t stride, float *out, float *grad) {
+    enum { N = 8, C = 16, H = 33, W = 32 };
+    static float xs[N * C * H * W];
+    vt_fill(xs, N * C * H * W, 9, -1, 1);
+    vikt_model *m = vt_model(2);
+    if (vikt_set_num_threads(m, threads) != VIKT_OK) { /* a build without threads */
+        vikt_model_clear_error(m);
+        assert_int_equal(vikt_set_num_threads(m, 1), VIKT_OK);
+    }
+    vikt_tensor *x = grad_input(m, 4, (int64_t[]){N, C, H, W}, xs);
+    vikt_tensor *y = vikt_max_pool2d(m, x, kernel, stride);
+    backward_projection(m, y);
+    memcpy(out, vikt_tensor_data(y), (size_t)vikt_tensor_numel(y) * sizeof(float));
+    memcpy(grad, vikt_tensor_grad(x), sizeof(float) * N * C * H * W);
+    vikt_model_destroy(m);
+}
+
+static void max_pool_same_bytes_any_thread_count(void **state) {
+    (void)state;
+    size_t n = 8 * 16 * 33 * 32;
+    float *y1 = calloc(n, sizeof(float)), *y3 = calloc(n, sizeof(float));
+    float *g1 = malloc(n * sizeof(float)), *g3 = malloc(n * sizeof(float));
+    assert_true(y1 && y3 && g1 && g3);
+    static const int64_t windows[2][2] = {{2, 2}, {3, 2}};
+    for (int w = 0; w < 2; w++) {
+        pool_bytes(1, windows[w][0], windows[w][1], y1, g1);
+        pool_bytes(3, windows[w][0], windows[w][1], y3, g3);
+        assert_memory_equal(y1, y3, n * sizeof(float));
+        assert_memory_equal(g1, g3, n * sizeof(float));
+    }
+    free(y1), free(y3), free(g1), free(g3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conv_matches_pytorch),
@@ -730,6 +766,7 @@ int main(void) {
         cmocka_unit_test(conv_same_bytes_any_thread_count),
         cmocka_unit_test(conv_out_of_memory),
         cmocka_unit_test(max_pool_out_of_memory),
+        cmocka_unit_test(max_pool_same_bytes_any_thread_count),
     };
     return cmocka_run_group_tests_name("layers_cnn", tests, NULL, NULL);
 }

@@ -90,57 +90,93 @@ static void row_argmax_2x2(const pool_geom *g, const float *plane, int64_t oh, f
     }
 }
 
+/* Planes are independent: with more than one thread, large inputs are cut
+ * into contiguous ranges of planes, one per task of the model's pool (each
+ * plane computed the same way whatever the range, so the same bits). */
+typedef struct {
+    pool_geom g;
+    int tasks;
+    const float *x, *dy;
+    float *y, *gx;
+    int64_t *at;
+} pool_job;
+
+/* Inputs below this many values stay on one thread. */
+#define POOL_PARALLEL_MIN ((int64_t)1 << 16)
+
+static int pool_tasks(const vikt_model *m, const pool_geom *g) {
+    int n = vikt_num_threads(m);
+    if (n <= 1 || !m->pool || g->planes < 2 || g->planes * g->H * g->W < POOL_PARALLEL_MIN)
+        return 1;
+    return g->planes < n ? (int)g->planes : n;
+}
+
+static void max_fwd_task(void *arg, int t) {
+    const pool_job *j = arg;
+    const pool_geom *g = &j->g;
+    int fast = g->k == 2 && g->s == 2;
+    for (int64_t p = g->planes * t / j->tasks; p < g->planes * (t + 1) / j->tasks; p++) {
+        const float *plane = j->x + p * g->H * g->W;
+        float *y = j->y + p * g->Ho * g->Wo;
+        int64_t *a = j->at ? j->at + p * g->Ho * g->Wo : NULL;
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+            if (fast) {
+                row_argmax_2x2(g, plane, oh, y + oh * g->Wo, a ? a + oh * g->Wo : NULL);
+                continue;
+            }
+            for (int64_t ow = 0; ow < g->Wo; ow++) {
+                int64_t best = window_argmax(g, plane, oh, ow);
+                y[oh * g->Wo + ow] = plane[best];
+                if (a) a[oh * g->Wo + ow] = best;
+            }
+        }
+    }
+}
+
 /* Forward keeps each output's source offset in its plane (arena) when the
  * op is recorded, so backward is a scatter: finding the maximum again cost
  * as much as the forward pass (a third of the CNN bench step). */
 static int max_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                    vikt_tensor *out) {
     (void)n;
-    pool_geom g;
-    geometry(in[0], args, &g);
-    int64_t *at = NULL;
+    pool_job j;
+    geometry(in[0], args, &j.g);
+    j.at = NULL;
     if (m->grad_enabled && in[0]->requires_grad) {
-        at = vikt__arena_alloc(m, (size_t)out->numel * sizeof *at);
-        if (!at)
+        j.at = vikt__arena_alloc(m, (size_t)out->numel * sizeof *j.at);
+        if (!j.at)
             return vikt__fail(m, VIKT_ERR_NOMEM, "vikt_max_pool2d: out of memory for %lld indices",
                               (long long)out->numel);
     }
-    int fast = g.k == 2 && g.s == 2;
-    for (int64_t p = 0; p < g.planes; p++) {
-        const float *plane = in[0]->data + p * g.H * g.W;
-        float *y = out->data + p * g.Ho * g.Wo;
-        int64_t *a = at ? at + p * g.Ho * g.Wo : NULL;
-        for (int64_t oh = 0; oh < g.Ho; oh++) {
-            if (fast) {
-                row_argmax_2x2(&g, plane, oh, y + oh * g.Wo, a ? a + oh * g.Wo : NULL);
-                continue;
-            }
-            for (int64_t ow = 0; ow < g.Wo; ow++) {
-                int64_t best = window_argmax(&g, plane, oh, ow);
-                y[oh * g.Wo + ow] = plane[best];
-                if (a) a[oh * g.Wo + ow] = best;
-            }
-        }
-    }
-    args->saved = at;
+    j.tasks = pool_tasks(m, &j.g);
+    j.x = in[0]->data, j.y = out->data;
+    vikt__pool_run(m->pool, j.tasks, max_fwd_task, &j);
+    args->saved = j.at;
     return VIKT_OK;
+}
+
+static void max_bwd_task(void *arg, int t) {
+    const pool_job *j = arg;
+    const pool_geom *g = &j->g;
+    int64_t per_plane = g->Ho * g->Wo;
+    for (int64_t p = g->planes * t / j->tasks; p < g->planes * (t + 1) / j->tasks; p++) {
+        const float *dy = j->dy + p * per_plane;
+        const int64_t *a = j->at + p * per_plane;
+        float *dplane = j->gx + p * g->H * g->W;
+        for (int64_t o = 0; o < per_plane; o++) dplane[a[o]] += dy[o];
+    }
 }
 
 static int max_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                    vikt_tensor *out) {
     (void)n;
-    float *gx = vikt__grad(in[0]);
-    if (!gx) return m->errcode;
-    pool_geom g;
-    geometry(in[0], args, &g);
-    const int64_t *at = args->saved;
-    int64_t per_plane = g.Ho * g.Wo;
-    for (int64_t p = 0; p < g.planes; p++) {
-        const float *dy = out->grad + p * per_plane;
-        const int64_t *a = at + p * per_plane;
-        float *dplane = gx + p * g.H * g.W;
-        for (int64_t o = 0; o < per_plane; o++) dplane[a[o]] += dy[o];
-    }
+    pool_job j;
+    j.gx = vikt__grad(in[0]);
+    if (!j.gx) return m->errcode;
+    geometry(in[0], args, &j.g);
+    j.tasks = pool_tasks(m, &j.g);
+    j.at = args->saved, j.dy = out->grad;
+    vikt__pool_run(m->pool, j.tasks, max_bwd_task, &j);
     return VIKT_OK;
 }
 
