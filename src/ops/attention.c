@@ -168,7 +168,7 @@ static int attn_tasks(vikt_model *m, const attn_geom *g) {
     return pairs < n ? (int)pairs : n;
 }
 
-/* The four product shapes of forward and backward, reserved for every task. */
+/* The three product shapes of forward and backward, reserved for every task. */
 static int attn_reserve(vikt_model *m, const attn_geom *g, int tasks) {
     const char *op = "vikt_attention";
     int64_t T = g->T, dh = g->dh;
