@@ -33,7 +33,8 @@
  *   --finetune N    fine-tune epochs after each level (default 5)
  *   --seed N        random seed (default 42)
  *   --save PATH     where the pruned model is saved and reloaded from
- *                   (default prune_digits.safetensors)
+ *                   (default build/prune_digits.safetensors: like the
+ *                   data path, relative to the top of the source tree)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,7 +313,8 @@ static void usage(FILE *f) {
                "  --epochs N      dense training epochs, 1..10000 (default 30)\n"
                "  --finetune N    fine-tune epochs after each level, 1..10000 (default 5)\n"
                "  --seed N        random seed (default 42)\n"
-               "  --save PATH     the pruned model's file (default prune_digits.safetensors)\n"
+               "  --save PATH     the pruned model's file (default\n"
+               "                  build/prune_digits.safetensors)\n"
                "  --help          this text\n");
 }
 
@@ -330,7 +332,7 @@ static int parse_long(const char *flag, const char *s, long lo, long hi, long *o
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.hidden = 128, .epochs = 30, .finetune = 5, .seed = 42,
-                   .data = "data/digits.csv", .save = "prune_digits.safetensors"};
+                   .data = "data/digits.csv", .save = "build/prune_digits.safetensors"};
     for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
