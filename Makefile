@@ -7,6 +7,7 @@
 #   make check-fuzz libFuzzer on the safetensors loader for FUZZ_TIME (60) seconds
 #   make check-neon the suite cross-compiled for aarch64, run under qemu
 #   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
+#   make bench-ops  elementwise ops, softmax, cross-entropy, optimizer steps per ISA
 #   make docs       API docs with Doxygen; any warning fails
 #   make install    PREFIX/prefix, DESTDIR, libdir, includedir honoured
 
@@ -58,7 +59,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c)
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean \
+        check-asan check-neon check-valgrind bench-gemm bench-ops run-tests docs install uninstall check-install clean \
         fuzz check-fuzz
 
 all: $(LIB)
@@ -206,6 +207,16 @@ $(BUILD)/bench/gemm: bench/gemm.c $(OBJS)
 
 bench-gemm: $(BUILD)/bench/gemm
 	@$(BUILD)/bench/gemm
+
+# bench/ops.c times the elementwise ops, softmax, cross-entropy and the
+# optimizer steps through the public API, once per usable kernel set.
+$(BUILD)/bench/ops: bench/ops.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
+
+bench-ops: $(BUILD)/bench/ops $(BUILD)/tools/print-isa
+	@for i in $(GEMM_ISAS); do \
+	  [ "$$(VIKT_ISA=$$i $(BUILD)/tools/print-isa)" = $$i ] && VIKT_ISA=$$i $(BUILD)/bench/ops; done; true
 
 # --- docs ----------------------------------------------------------------------
 docs:
