@@ -39,14 +39,16 @@ SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c src/layers/
 # SIMD GEMM kernels: each file is built only for a target that can run it and
 # gets its instruction-set flags alone, so the rest stays baseline x86-64 /
 # armv8 and dispatch.c picks a kernel at run time.
-SIMD_SRCS := src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/gemm_neon.c
+# The vector kernels (vec_*.c) follow the same rule.
+SIMD_SRCS := src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/gemm_neon.c \
+             src/kernels/vec_avx2.c src/kernels/vec_avx512.c src/kernels/vec_neon.c
 TARGET_MACHINE := $(shell $(CC) -dumpmachine)
 ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
-SRCS := $(filter-out src/kernels/gemm_neon.c,$(SRCS))
-$(BUILD)/obj/src/kernels/gemm_avx2.o: ISA_CFLAGS := -mavx2 -mfma
-$(BUILD)/obj/src/kernels/gemm_avx512.o: ISA_CFLAGS := -mavx512f -mfma
+SRCS := $(filter-out src/kernels/gemm_neon.c src/kernels/vec_neon.c,$(SRCS))
+$(BUILD)/obj/src/kernels/gemm_avx2.o $(BUILD)/obj/src/kernels/vec_avx2.o: ISA_CFLAGS := -mavx2 -mfma
+$(BUILD)/obj/src/kernels/gemm_avx512.o $(BUILD)/obj/src/kernels/vec_avx512.o: ISA_CFLAGS := -mavx512f -mfma
 else ifneq ($(filter aarch64-% arm64-%,$(TARGET_MACHINE)),)
-SRCS := $(filter-out src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c,$(SRCS))
+SRCS := $(filter-out src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/vec_avx2.c src/kernels/vec_avx512.c,$(SRCS))
 else
 SRCS := $(filter-out $(SIMD_SRCS),$(SRCS))
 endif
@@ -102,9 +104,10 @@ $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
-# test_io reaches the files layer's internals (fault injection) and
-# test_fuzz_replay runs the fuzz target over its corpus: objects, not archive.
-$(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
+# test_io reaches the files layer's internals (fault injection),
+# test_fuzz_replay runs the fuzz target over its corpus and test_vec calls
+# every vector-kernel table: objects, not archive.
+$(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay $(BUILD)/test/test_vec: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
