@@ -58,14 +58,36 @@ static void bcast_plan(const vikt_tensor *a, const vikt_tensor *b, const vikt_te
     padded(out, p->dim);
     strides_for(da, p->dim, p->sa);
     strides_for(db, p->dim, p->sb);
+    /* Fold outer dimensions into the innermost while both operands step
+     * through them as one run (contiguous, or both broadcast along them), so
+     * a CNN bias [C,1,1] over [N,C,H,W] makes rows of H·W, not of W. The
+     * elements are visited in the same order either way. */
+    for (int i = 2; i >= 0; i--) {
+        if (p->dim[i] == 1) continue;
+        if (p->sa[i] != p->dim[3] * p->sa[3] || p->sb[i] != p->dim[3] * p->sb[3]) break;
+        p->dim[3] *= p->dim[i];
+        p->dim[i] = 1;
+    }
+}
+
+/* The gradient of an operand broadcast along a row (a bias): the row's sum
+ * of g (add, sub) or g·other (mul), in double through the vector kernel,
+ * added once. 0 when left to the scalar loop. */
+static int grad_sum_row(const vikt__vec *v, int op, int64_t n, const float *other,
+                        int64_t so, const float *g, float *dst, float sign) {
+    if (op == VIKT__VEC_DIV || (op == VIKT__VEC_MUL && !so)) return 0;
+    double s = op == VIKT__VEC_MUL ? v->dot(n, g, other) : v->sum(n, g);
+    *dst += sign * (float)s;
+    return 1;
 }
 
 /* One output row of a's gradient through the vector kernels: ga[i] += GA for
- * add, sub (g) and mul (g·b). 0 when the row is left to the scalar loop: a
- * is broadcast along it (its gradient is a sum, kept in order) or op is div. */
+ * add, sub (g) and mul (g·b). 0 when the row is left to the scalar loop
+ * (div, or both operands broadcast along it). */
 static int grad_a_row(const vikt__vec *v, int op, int64_t n, const float *b, int64_t sb,
                       const float *g, float *ga, int64_t sa) {
-    if (sa != 1 || op == VIKT__VEC_DIV) return 0;
+    if (sa == 0) return grad_sum_row(v, op, n, b, sb, g, ga, 1.0f);
+    if (op == VIKT__VEC_DIV) return 0;
     if (op == VIKT__VEC_MUL && sb)
         v->acc_mul(n, g, b, ga);
     else
@@ -76,7 +98,8 @@ static int grad_a_row(const vikt__vec *v, int op, int64_t n, const float *b, int
 /* The same for b: gb[i] += g, −g or g·a (−g as g·(−1), which is exact). */
 static int grad_b_row(const vikt__vec *v, int op, int64_t n, const float *a, int64_t sa,
                       const float *g, float *gb, int64_t sb) {
-    if (sb != 1 || op == VIKT__VEC_DIV) return 0;
+    if (sb == 0) return grad_sum_row(v, op, n, a, sa, g, gb, op == VIKT__VEC_SUB ? -1.0f : 1.0f);
+    if (op == VIKT__VEC_DIV) return 0;
     if (op == VIKT__VEC_MUL && sa)
         v->acc_mul(n, g, a, gb);
     else
