@@ -164,26 +164,51 @@ static int64_t unary_ulps(int fn) {
     }
 }
 
+/* GELU: the scalar reference computes 1 + erff(x/√2), which cancels for
+ * negative x (absolute error ~2^-24 in Φ, so ~|x|·2^-25 in x·Φ); allow that
+ * plus a few ulp of the result. */
+static void expect_gelu(const char *what, const char *isa, int64_t n, const float *x,
+                        const float *g, const float *got, const float *want) {
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i]) || isnan(want[i])) {
+            if (!(isnan(got[i]) && isnan(want[i]))) fail_msg("%s [%s] i=%lld NaN", what, isa, (long long)i);
+            continue;
+        }
+        double scale = g ? fabs(g[i]) : 1.0;
+        double tol = 8 * ldexp(fabs(want[i]), -24) + ldexp(1.0 + fabs(x[i]), -23) * scale;
+        if (!(fabs((double)got[i] - want[i]) <= tol) && got[i] != want[i]) {
+            print_error("%s [%s] n=%lld x=%.9g: got %.9g want %.9g\n", what, isa, (long long)n,
+                        (double)x[i], (double)got[i], (double)want[i]);
+            fail();
+        }
+    }
+}
+
 static void unary_and_gradients(void **state) {
     (void)state;
     const vikt__vec *tabs[4], *ref = &vikt__vec_scalar;
     int nt = tables_under_test(tabs);
     static arr x, y, want, g, d, dwant;
-    static const char *const names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "exp", "scale"};
+    static const char *const names[] = {"relu", "leaky_relu", "sigmoid", "tanh",
+                                        "exp",  "scale",      "gelu"};
     for (int t = 0; t < nt; t++)
         for (int li = 0; li < NLEN; li++)
             for (int off = 0; off < 2; off++) {
                 int64_t n = lengths[li];
                 arm(&x, off, n);
                 fill(at(&x, off), n, 7 + (uint32_t)n, -12, 12, 1);
-                for (int fn = 0; fn <= VIKT__VEC_SCALE; fn++) {
+                for (int fn = 0; fn <= VIKT__VEC_GELU; fn++) {
                     arm(&y, off, n), arm(&want, off, n);
                     ref->unary(fn, n, at(&x, off), 0.01f, at(&want, off));
                     tabs[t]->unary(fn, n, at(&x, off), 0.01f, at(&y, off));
-                    expect_close(names[fn], tabs[t]->name, n, at(&y, off), at(&want, off),
-                                 unary_ulps(fn));
+                    if (fn == VIKT__VEC_GELU)
+                        expect_gelu(names[fn], tabs[t]->name, n, at(&x, off), NULL, at(&y, off),
+                                    at(&want, off));
+                    else
+                        expect_close(names[fn], tabs[t]->name, n, at(&y, off), at(&want, off),
+                                     unary_ulps(fn));
                     expect_sentinel(names[fn], tabs[t]->name, at(&y, off) + n, n);
-                    if (fn > VIKT__VEC_TANH) continue;
+                    if (fn == VIKT__VEC_EXP || fn == VIKT__VEC_SCALE) continue;
                     /* the gradient from the reference's y, so only f' differs */
                     arm(&g, off, n), arm(&d, off, n), arm(&dwant, off, n);
                     fill(at(&g, off), n, 8 + (uint32_t)n, -1, 1, 0);
@@ -193,7 +218,11 @@ static void unary_and_gradients(void **state) {
                                     at(&dwant, off));
                     tabs[t]->unary_grad(fn, n, at(&x, off), at(&want, off), at(&g, off), 0.01f,
                                         at(&d, off));
-                    expect_close(names[fn], tabs[t]->name, n, at(&d, off), at(&dwant, off), 0);
+                    if (fn == VIKT__VEC_GELU)
+                        expect_gelu("gelu grad", tabs[t]->name, n, at(&x, off), at(&g, off),
+                                    at(&d, off), at(&dwant, off));
+                    else
+                        expect_close(names[fn], tabs[t]->name, n, at(&d, off), at(&dwant, off), 0);
                     expect_sentinel(names[fn], tabs[t]->name, at(&d, off) + n, n);
                 }
             }
@@ -264,6 +293,45 @@ static void exp_ulp_sweep(void **state) {
         assert_true(vec_exp1(tabs[t], 88.73f) == INFINITY);
         assert_true(vec_exp1(tabs[t], 1e-45f) == 1.0f);
     }
+}
+
+/* GELU and its derivative over [-16, 16] in steps of 2^-10, against the
+ * scalar reference (tolerance as expect_gelu). */
+static void gelu_sweep(void **state) {
+    (void)state;
+    const vikt__vec *tabs[4], *ref = &vikt__vec_scalar;
+    int nt = tables_under_test(tabs);
+    enum { CH = 1024 };
+    static float x[CH], y[CH], want[CH], g[CH], d[CH], dwant[CH];
+    for (int t = 0; t < nt; t++)
+        for (int c = -16; c < 16; c++) {
+            for (int i = 0; i < CH; i++) {
+                x[i] = (float)c + (float)i / CH;
+                g[i] = 1.0f;
+                d[i] = dwant[i] = 0.0f;
+            }
+            tabs[t]->unary(VIKT__VEC_GELU, CH, x, 0.0f, y);
+            ref->unary(VIKT__VEC_GELU, CH, x, 0.0f, want);
+            expect_gelu("gelu sweep", tabs[t]->name, CH, x, NULL, y, want);
+            tabs[t]->unary_grad(VIKT__VEC_GELU, CH, x, y, g, 0.0f, d);
+            ref->unary_grad(VIKT__VEC_GELU, CH, x, want, g, 0.0f, dwant);
+            expect_gelu("gelu grad sweep", tabs[t]->name, CH, x, g, d, dwant);
+            if (tabs[t] == ref) continue;
+            /* the vector GELU against the exact value (double erfc): relative
+             * error within 20 ulp wherever the result is normal, unlike the
+             * reference's 1 + erff, which is 0 below x = -5.9 */
+            for (int i = 0; i < CH; i++) {
+                double phi = 0.5 * erfc(-(double)x[i] / sqrt(2.0));
+                double yt = x[i] * phi;
+                double dt = phi + x[i] * exp(-0.5 * (double)x[i] * x[i]) / sqrt(2 * 3.14159265358979323846);
+                if (fabs(yt) > 1e-37 && fabs(y[i] - yt) > 20 * ldexp(fabs(yt), -23))
+                    fail_msg("gelu [%s] (%.9g) = %.9g, exact %.9g", tabs[t]->name, (double)x[i],
+                             (double)y[i], yt);
+                if (fabs(d[i] - dt) > 64 * ldexp(fmax(fabs(dt), 1e-2), -23))
+                    fail_msg("gelu' [%s] (%.9g) = %.9g, exact %.9g", tabs[t]->name,
+                             (double)x[i], (double)d[i], dt);
+            }
+        }
 }
 
 /* ------------------------------------------------------------ softmax rows */
@@ -427,7 +495,8 @@ static void table_follows_gemm_kernel(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(binary_and_accumulate),  cmocka_unit_test(unary_and_gradients),
-        cmocka_unit_test(exp_ulp_sweep),          cmocka_unit_test(softmax_rows_and_sums),
+        cmocka_unit_test(exp_ulp_sweep),          cmocka_unit_test(gelu_sweep),
+        cmocka_unit_test(softmax_rows_and_sums),
         cmocka_unit_test(optimizer_updates),      cmocka_unit_test(table_follows_gemm_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,7 +15,8 @@
  *    SIMD sqrt and division are correctly rounded like the scalar ones);
  *  - within a few ulp of scalar: exp and what is built on it (sigmoid, tanh,
  *    log-softmax, softmax, logsumexp), the vector files use vikt's own exp
- *    (see vec_simd.h), not libm's;
+ *    (see vec_simd.h), not libm's; GELU (own erf) within a few ulp of
+ *    the result plus the scalar's own cancellation error in 1 + erff;
  *  - sums and dots accumulate in double in a fixed lane order, so a given
  *    ISA gives the same bits for the same input every time.
  * Kernels never read or write outside [0, n) of their arrays and take any
@@ -38,7 +39,8 @@ enum {
     VIKT__VEC_SIGMOID = 2,
     VIKT__VEC_TANH = 3,
     VIKT__VEC_EXP = 4,
-    VIKT__VEC_SCALE = 5
+    VIKT__VEC_SCALE = 5,
+    VIKT__VEC_GELU = 6 /* x·Φ(x) with the exact (erf) normal CDF */
 };
 
 /* Hyperparameters of one optimizer update, already in float (the rules in
@@ -69,7 +71,8 @@ typedef struct vikt__vec {
 
     /* y = f(x) for a VIKT__VEC_* function (s as above). */
     void (*unary)(int fn, int64_t n, const float *x, float s, float *y);
-    /* gx += f'(x)·g for relu and leaky ReLU (from x), sigmoid and tanh (from y). */
+    /* gx += f'(x)·g for relu, leaky ReLU and GELU (from x), sigmoid and tanh
+     * (from y). */
     void (*unary_grad)(int fn, int64_t n, const float *x, const float *y, const float *g,
                        float s, float *gx);
 

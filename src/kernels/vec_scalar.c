@@ -5,6 +5,9 @@
 
 #include <math.h>
 
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
 static void binary(int op, int64_t n, const float *a, int64_t sa, const float *b, int64_t sb,
                    float *y) {
     switch (op) {
@@ -32,6 +35,9 @@ static void unary(int fn, int64_t n, const float *x, float s, float *y) {
     case VIKT__VEC_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = vikt__sigmoid(x[i]); break;
     case VIKT__VEC_TANH: for (int64_t i = 0; i < n; i++) y[i] = vikt__tanh(x[i]); break;
     case VIKT__VEC_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); break;
+    case VIKT__VEC_GELU:
+        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+        break;
     default: for (int64_t i = 0; i < n; i++) y[i] = x[i] * s; break;
     }
 }
@@ -45,6 +51,11 @@ static void unary_grad(int fn, int64_t n, const float *x, const float *y, const 
         break;
     case VIKT__VEC_SIGMOID:
         for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case VIKT__VEC_GELU:
+        for (int64_t i = 0; i < n; i++)
+            gx[i] += g[i] * (0.5f * (1.0f + erff(x[i] * INV_SQRT2)) +
+                             x[i] * INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]));
         break;
     default: /* tanh */
         for (int64_t i = 0; i < n; i++) gx[i] += g[i] * (1.0f - y[i] * y[i]);

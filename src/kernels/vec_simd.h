@@ -83,6 +83,61 @@ static inline vf v_tanh(vf x) {
     return vf_copysign(vf_sel(vm_lt(a, vf_set(0.25f)), small, big), x);
 }
 
+/* Φ(x) = (1 + erf(x/√2))/2, the normal CDF, for GELU; *pdf_part receives
+ * e^(−x²/2) for the gradient. x²/2 is carried as hi + lo (exact, by FMA), so
+ * e^(−x²/2) = e^−hi·(1 − lo) keeps its relative accuracy far into the tail.
+ * Below |x| = 2: erf(z) = z·P(z²), z = |x|/√2, P of degree 7; above:
+ * erfc(z) = e^(−z²)·Q(1/z), Q of degree 9 (both fitted here by weighted
+ * least squares for relative error, under 1 half-ulp before rounding), and
+ * Φ = erfc/2 on the left, 1 − erfc/2 on the right. */
+static inline vf v_phi(vf x, vf *gauss) {
+    vf a = vf_min(vf_abs(x), vf_set(20.0f)); /* Φ is 0 or 1 in float beyond */
+    vf h = vf_mul(vf_set(0.5f), a);
+    vf hi = vf_mul(h, a), lo = vf_fma(h, a, vf_sub(vf_set(0.0f), hi));
+    vf e = vf_mul(v_exp(vf_sub(vf_set(0.0f), hi)), vf_sub(vf_set(1.0f), lo));
+    *gauss = e;
+    vf z = vf_mul(a, vf_set(0.70710678118654752f)), s = vf_mul(z, z);
+    vf p = vf_set(-6.3802258409850765e-06f);
+    p = vf_fma(p, s, vf_set(9.706929267849773e-05f));
+    p = vf_fma(p, s, vf_set(-0.0008184414473362267f));
+    p = vf_fma(p, s, vf_set(0.00519169308245182f));
+    p = vf_fma(p, s, vf_set(-0.026850366964936256f));
+    p = vf_fma(p, s, vf_set(0.11283408850431442f));
+    p = vf_fma(p, s, vf_set(-0.3761260211467743f));
+    p = vf_fma(p, s, vf_set(1.1283791065216064f));
+    vf half_erf = vf_mul(vf_set(0.5f), vf_mul(z, p));
+    vf t = vf_div(vf_set(1.0f), vf_max(z, vf_set(1.0f))); /* z < 1 lanes are not used */
+    vf q = vf_set(0.11708765476942062f);
+    q = vf_fma(q, t, vf_set(-0.5899791121482849f));
+    q = vf_fma(q, t, vf_set(1.285725474357605f));
+    q = vf_fma(q, t, vf_set(-1.53605318069458f));
+    q = vf_fma(q, t, vf_set(0.978919267654419f));
+    q = vf_fma(q, t, vf_set(-0.127434641122818f));
+    q = vf_fma(q, t, vf_set(-0.2631976902484894f));
+    q = vf_fma(q, t, vf_set(-0.0017510508187115192f));
+    q = vf_fma(q, t, vf_set(0.5642813444137573f));
+    q = vf_fma(q, t, vf_set(-2.066235992970178e-06f));
+    vf half_erfc = vf_mul(vf_set(0.5f), vf_mul(e, q));
+    vm neg = vm_lt(x, vf_set(0.0f));
+    vf tail = vf_sel(neg, half_erfc, vf_sub(vf_set(1.0f), half_erfc));
+    vf mid = vf_sel(neg, vf_sub(vf_set(0.5f), half_erf), vf_add(vf_set(0.5f), half_erf));
+    return vf_sel(vm_lt(a, vf_set(2.0f)), mid, tail);
+}
+
+/* GELU x·Φ(x); NaN stays NaN (the comparisons above are false for it). */
+static inline vf v_gelu(vf x) {
+    vf g;
+    vf y = vf_mul(x, v_phi(x, &g));
+    return vf_sel(vm_nan(x), x, y);
+}
+
+/* GELU's derivative Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π). */
+static inline vf v_gelu_grad(vf x) {
+    vf g, phi = v_phi(x, &g);
+    vf d = vf_add(phi, vf_mul(vf_mul(x, vf_set(0.39894228040143268f)), g));
+    return vf_sel(vm_nan(x), x, d);
+}
+
 /* ------------------------------------------------------------------ binary */
 
 static inline vf bin_op(int op, vf a, vf b) {
@@ -150,6 +205,7 @@ static inline vf unary_op(int fn, vf x, vf s) {
     case VIKT__VEC_SIGMOID: return v_sigmoid(x);
     case VIKT__VEC_TANH: return v_tanh(x);
     case VIKT__VEC_EXP: return v_exp(x);
+    case VIKT__VEC_GELU: return v_gelu(x);
     default: return vf_mul(x, s);
     }
 }
@@ -173,6 +229,7 @@ static inline vf unary_grad_op(int fn, vf x, vf y, vf g, vf s) {
     case VIKT__VEC_RELU: return vf_sel(vm_gt(x, zero), g, zero);
     case VIKT__VEC_LEAKY_RELU: return vf_sel(vm_gt(x, zero), g, vf_mul(s, g));
     case VIKT__VEC_SIGMOID: return vf_mul(vf_mul(g, y), vf_sub(one, y));
+    case VIKT__VEC_GELU: return vf_mul(g, v_gelu_grad(x));
     default: return vf_mul(g, vf_sub(one, vf_mul(y, y)));
     }
 }
@@ -180,8 +237,8 @@ static inline vf unary_grad_op(int fn, vf x, vf y, vf g, vf s) {
 static void unary_grad(int fn, int64_t n, const float *x, const float *y, const float *g,
                        float s, float *gx) {
     vf vs = vf_set(s);
-    /* relu and leaky ReLU read x only, sigmoid and tanh y only */
-    const float *in = fn == VIKT__VEC_RELU || fn == VIKT__VEC_LEAKY_RELU ? x : y;
+    /* relu, leaky ReLU and GELU read x only, sigmoid and tanh y only */
+    const float *in = fn == VIKT__VEC_SIGMOID || fn == VIKT__VEC_TANH ? y : x;
     int64_t i = 0;
     for (; i + VW <= n; i += VW) {
         vf v = vf_load(in + i);

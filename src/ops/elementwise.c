@@ -249,7 +249,7 @@ UNARY(sigmoid, vikt__sigmoid(x), g * y * (1.0f - y), VIKT__VEC_SIGMOID, GRAD_FN)
 UNARY(tanh, vikt__tanh(x), g * (1.0f - y * y), VIKT__VEC_TANH, GRAD_FN)
 UNARY(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
       g * (0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x)),
-      VEC_NONE, GRAD_LOOP)
+      VIKT__VEC_GELU, GRAD_FN)
 
 static vikt_tensor *unary(vikt_model *m, const vikt__op *op, vikt_tensor *a, float s) {
     vikt__args args;
