@@ -45,9 +45,19 @@ static void unary(int fn, int64_t n, const float *x, float s, float *y) {
 static void unary_grad(int fn, int64_t n, const float *x, const float *y, const float *g,
                        float s, float *gx) {
     switch (fn) {
-    case VIKT__VEC_RELU: for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? g[i] : 0.0f; break;
+    /* g is loaded before the choice, so the compiler can select instead of
+     * branching on the sign (a branch mispredicts on every other element) */
+    case VIKT__VEC_RELU:
+        for (int64_t i = 0; i < n; i++) {
+            float xi = x[i], gi = g[i];
+            gx[i] += xi > 0 ? gi : 0.0f;
+        }
+        break;
     case VIKT__VEC_LEAKY_RELU:
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0 ? g[i] : s * g[i];
+        for (int64_t i = 0; i < n; i++) {
+            float xi = x[i], gi = g[i];
+            gx[i] += xi > 0 ? gi : s * gi;
+        }
         break;
     case VIKT__VEC_SIGMOID:
         for (int64_t i = 0; i < n; i++) gx[i] += g[i] * y[i] * (1.0f - y[i]);
