@@ -129,12 +129,12 @@ int vikt_ewc_consolidate(vikt_ewc *ewc, float gamma) {
                           "%s: nothing accumulated since the last consolidation; call "
                           "vikt_ewc_accumulate after a backward pass of the task's loss", op);
     double inv = 1.0 / (double)ewc->pending;
-    float keep = ewc->consolidated ? gamma : 0.0f;
+    /* Before the first consolidation F is zero, so gamma changes nothing. */
     for (int i = 0; i < ewc->nparams; i++) {
         vikt_tensor *p = ewc->params[i];
         int64_t o = ewc->offset[i];
         for (int64_t j = 0; j < p->numel; j++) {
-            ewc->fisher[o + j] = (float)((double)keep * ewc->fisher[o + j] + ewc->sum[o + j] * inv);
+            ewc->fisher[o + j] = (float)((double)gamma * ewc->fisher[o + j] + ewc->sum[o + j] * inv);
             ewc->sum[o + j] = 0.0;
         }
         memcpy(ewc->anchor + o, p->data, (size_t)p->numel * sizeof(float));
