@@ -180,11 +180,14 @@ static void run(const char *path, unsigned long seed, float lambda, double acc[6
     if (!after_a) exit(1);
     copy_params(m, after_a, 0);
 
+    /* Both runs on B draw their shuffles from the same seed. */
+    vikt_model_seed(m, seed + 1000);
     train(m, &b, EPOCHS_B, LR, NULL, 0);
     acc[2] = accuracy(m, &a);
     acc[3] = accuracy(m, &b);
 
     copy_params(m, after_a, 1);
+    vikt_model_seed(m, seed + 1000);
     train(m, &b, EPOCHS_B, LR, ewc, lambda);
     acc[4] = accuracy(m, &a);
     acc[5] = accuracy(m, &b);
