@@ -2392,10 +2392,12 @@ VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, doub
  *    of one row gives), and the result is the empirical Fisher
  *    Fᵢ = (1/N) Σₙ (∂ log p(yₙ|xₙ)/∂θᵢ)², the form of Kirkpatrick et al.
  *    Called after the backward pass of a **mini-batch's mean** loss it adds
- *    the square of the mean gradient instead; near a minimum the per-sample
- *    gradients largely cancel in that mean, so this is a cheaper but smaller
- *    (by up to the batch size) and noisier estimate. vikt_ewc_accumulate_dataset()
- *    runs either loop over a dataset with a ::vikt_forward_fn.
+ *    the square of the mean gradient ḡ instead: fewer backward passes, but
+ *    near a minimum, where the per-sample gradients average to about zero,
+ *    E[ḡ²] ≈ F/B for batches of B, so the estimate is about B times smaller
+ *    (scale λ up to match) and only as good as that approximation.
+ *    vikt_ewc_accumulate_dataset() runs either loop over a dataset with a
+ *    ::vikt_forward_fn.
  * 2. **Consolidate** at the end of task A: vikt_ewc_consolidate() divides the
  *    sum by the number of calls, folds it into F, copies the parameters'
  *    current values as θ* and empties the sum for the next task.
