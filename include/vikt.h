@@ -2124,8 +2124,8 @@ VIKT_API vikt_tensor *vikt_dataset_target_input(const vikt_dataset *ds, int64_t 
  * A ::vikt_trainer runs the loop every training program writes: for each
  * epoch, shuffle the training set (::VIKT_FIT_SHUFFLE), and for each batch
  * vikt_step_begin(), vikt_zero_grad(), vikt_dataset_input(), the caller's
- * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS), vikt_backward() and
- * vikt_optimizer_step(); then measure the validation set with
+ * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS) plus any penalty
+ * (vikt_trainer_set_penalty()), vikt_backward() and vikt_optimizer_step(); then measure the validation set with
  * vikt_trainer_evaluate(). Nothing in it is private: the same calls
  * written by hand give the same result (see examples/demo.c).
  *
@@ -2322,6 +2322,31 @@ VIKT_API int vikt_trainer_set_output(vikt_trainer *t, vikt_write_fn writer, void
 VIKT_API int vikt_trainer_set_callback(vikt_trainer *t, vikt_fit_callback_fn fn, void *ud);
 
 /**
+ * @brief A term added to the loss of every training step, such as
+ *        vikt_ewc_penalty() (see @ref ewc_guide).
+ * @param[in] m  The model.
+ * @param[in] ud The user data given to vikt_trainer_set_penalty().
+ * @return A one-element step tensor made by ops in this step, or NULL on
+ *         error (recorded on the model, as ops do).
+ */
+typedef vikt_tensor *(*vikt_penalty_fn)(vikt_model *m, void *ud);
+
+/**
+ * @brief Add @p fn's result to the loss that each training step of the
+ *        next fits minimizes.
+ *
+ * Called once per step, after the data loss, in the step; the backward pass
+ * runs on the sum. The loss the trainer reports (::VIKT_FIT_BATCH_LOSS,
+ * ::VIKT_FIT_TRAIN_LOSS, progress, log) stays the data loss, so it compares
+ * with the validation loss; evaluation never calls @p fn.
+ * @param[in,out] t  The trainer.
+ * @param[in]     fn The penalty, or NULL for none.
+ * @param[in]     ud Passed to @p fn.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_penalty(vikt_trainer *t, vikt_penalty_fn fn, void *ud);
+
+/**
  * @brief Write one CSV line per epoch to a file during the next fits.
  *
  * The file is created (or emptied) when a fit starts, gets the header
@@ -2404,7 +2429,8 @@ VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, doub
  * 3. **Penalize** on task B: vikt_ewc_penalty() returns the penalty as a
  *    scalar step tensor recorded on the tape like any op, so
  *    `vikt_add(m, loss_b, vikt_ewc_penalty(ewc, lambda))` trains with it; its
- *    gradient is λ·Fᵢ·(θᵢ − θ*ᵢ).
+ *    gradient is λ·Fᵢ·(θᵢ − θ*ᵢ). With a ::vikt_trainer, return it from a
+ *    ::vikt_penalty_fn given to vikt_trainer_set_penalty().
  *
  * **Several tasks.** Each consolidation sets F ← γ·F + F_new and moves θ*
  * to the current values (online EWC, Schwarz et al. 2018): γ = 1 sums the

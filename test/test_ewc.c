@@ -10,7 +10,9 @@
  *   differences (vt_gradcheck), zero at θ = θ*, frozen parameters;
  * - every rejection (NULLs, state, λ, γ, NaN gradients, datasets);
  * - out of memory at every allocation, and no allocation in a task-B step
- *   or a repeated Fisher pass. */
+ *   or a repeated Fisher pass;
+ * - vikt_trainer_set_penalty: a fit equals the hand loop with the penalty,
+ *   bit for bit, and reports the data loss. */
 #include "support.h"
 
 #include <math.h>
@@ -551,6 +553,115 @@ static void no_allocation_per_step(void **state) {
     vikt_model_destroy(m);
 }
 
+/* ---------------------------------------------------------------- trainer */
+
+typedef struct pen_ctx {
+    vikt_ewc *ewc;
+    float lambda;
+    int calls;
+} pen_ctx;
+
+static vikt_tensor *ewc_penalty_fn(vikt_model *m, void *ud) {
+    (void)m;
+    pen_ctx *c = ud;
+    c->calls++;
+    return vikt_ewc_penalty(c->ewc, c->lambda);
+}
+
+static vikt_tensor *null_penalty_fn(vikt_model *m, void *ud) {
+    (void)m, (void)ud;
+    return NULL;
+}
+
+static void params_out(vikt_model *m, float *w, float *b) {
+    assert_int_equal(vikt_tensor_copy_out(vikt_param_find(m, "fc.weight"), w, C * D), VIKT_OK);
+    assert_int_equal(vikt_tensor_copy_out(vikt_param_find(m, "fc.bias"), b, C), VIKT_OK);
+}
+
+static void params_in(vikt_model *m, const float *w, const float *b) {
+    assert_int_equal(vikt_tensor_copy_in(vikt_param_find(m, "fc.weight"), w, C * D), VIKT_OK);
+    assert_int_equal(vikt_tensor_copy_in(vikt_param_find(m, "fc.bias"), b, C), VIKT_OK);
+}
+
+/* A fit with vikt_trainer_set_penalty gives, bit for bit, the parameters of
+ * the hand-written loop that adds the penalty, and reports the data loss. */
+static void trainer_adds_the_penalty(void **state) {
+    (void)state;
+    enum { B = 3, EPOCHS = 4 };
+    vikt_dataset *ds;
+    vikt_model *m = classifier(&ds);
+    vikt_ewc *ewc;
+    assert_int_equal(vikt_ewc_create(m, &ewc), VIKT_OK);
+    assert_int_equal(vikt_ewc_accumulate_dataset(ewc, ds, softmax_regression, NULL,
+                                                 VIKT_LOSS_CROSS_ENTROPY, 1), N);
+    /* Anchor away from the start, so the penalty pulls from step 1. */
+    float w0[C * D], b0[C], shifted[C * D];
+    params_out(m, w0, b0);
+    for (int i = 0; i < C * D; i++) shifted[i] = w0[i] + 0.5f;
+    params_in(m, shifted, b0);
+    assert_int_equal(vikt_ewc_consolidate(ewc, 1.0f), VIKT_OK);
+    params_in(m, w0, b0);
+
+    pen_ctx pc = {ewc, 20.0f, 0};
+    vikt_optimizer *opt;
+    vikt_trainer *t;
+    assert_int_equal(vikt_sgd_create(m, 0.1f, &opt), VIKT_OK);
+    assert_int_equal(vikt_trainer_create(m, opt, softmax_regression, NULL, &t), VIKT_OK);
+    assert_int_equal(vikt_trainer_set(t, VIKT_FIT_EPOCHS, EPOCHS), VIKT_OK);
+    assert_int_equal(vikt_trainer_set(t, VIKT_FIT_BATCH_SIZE, B), VIKT_OK);
+    assert_int_equal(vikt_trainer_set(t, VIKT_FIT_SHUFFLE, 0), VIKT_OK);
+    assert_int_equal(vikt_trainer_set(t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF), VIKT_OK);
+    assert_int_equal(vikt_trainer_set_penalty(NULL, ewc_penalty_fn, &pc), VIKT_ERR_NULL);
+    assert_int_equal(vikt_trainer_set_penalty(t, ewc_penalty_fn, &pc), VIKT_OK);
+    assert_int_equal(vikt_trainer_fit(t, ds, ds), VIKT_OK);
+    assert_int_equal(pc.calls, EPOCHS * N / B); /* training steps only */
+    float wt[C * D], bt[C];
+    params_out(m, wt, bt);
+    double batch_loss;
+    assert_int_equal(vikt_trainer_get(t, VIKT_FIT_BATCH_LOSS, &batch_loss), VIKT_OK);
+
+    /* The same by hand. */
+    params_in(m, w0, b0);
+    vikt_optimizer *opt2;
+    assert_int_equal(vikt_sgd_create(m, 0.1f, &opt2), VIKT_OK);
+    float last = 0;
+    for (int e = 0; e < EPOCHS; e++)
+        for (int s = 0; s < N; s += B) {
+            vikt_step_begin(m);
+            vikt_zero_grad(m);
+            vikt_tensor *logits = softmax_regression(m, vikt_dataset_input(ds, s, B), NULL);
+            vikt_tensor *loss = vikt_cross_entropy_loss(m, logits, ys + s);
+            last = vikt_tensor_data(loss)[0];
+            assert_int_equal(vikt_backward(m, vikt_add(m, loss, vikt_ewc_penalty(ewc, 20.0f))),
+                             VIKT_OK);
+            assert_int_equal(vikt_optimizer_step(opt2), VIKT_OK);
+        }
+    float wh[C * D], bh[C];
+    params_out(m, wh, bh);
+    assert_memory_equal(wt, wh, sizeof wt);
+    assert_memory_equal(bt, bh, sizeof bt);
+    assert_true(batch_loss == last);
+
+    /* Without the penalty the fit ends elsewhere. */
+    params_in(m, w0, b0);
+    assert_int_equal(vikt_trainer_set_penalty(t, NULL, NULL), VIKT_OK);
+    assert_int_equal(vikt_trainer_fit(t, ds, NULL), VIKT_OK);
+    params_out(m, wh, bh);
+    assert_memory_not_equal(wt, wh, sizeof wt);
+
+    /* A penalty that fails without saying why. */
+    assert_int_equal(vikt_trainer_set_penalty(t, null_penalty_fn, NULL), VIKT_OK);
+    assert_int_equal(vikt_trainer_fit(t, ds, NULL), VIKT_ERR_STATE);
+    vt_expect_error(m, VIKT_ERR_STATE, "penalty function returned NULL", NULL);
+
+    vikt_trainer_destroy(t);
+    vikt_optimizer_destroy(opt);
+    vikt_optimizer_destroy(opt2);
+    vikt_ewc_destroy(ewc);
+    vikt_dataset_destroy(ds);
+    vikt_model_destroy(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fisher_per_sample_is_the_empirical_fisher),
@@ -563,6 +674,7 @@ int main(void) {
         cmocka_unit_test(rejects_bad_arguments),
         cmocka_unit_test(out_of_memory_everywhere),
         cmocka_unit_test(no_allocation_per_step),
+        cmocka_unit_test(trainer_adds_the_penalty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

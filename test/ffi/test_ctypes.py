@@ -65,6 +65,7 @@ Ewc = POINTER(vikt_ewc)
 # as an address.
 vikt_forward_fn = CFUNCTYPE(c_void_p, Model, Tensor, c_void_p)
 vikt_fit_callback_fn = CFUNCTYPE(c_int, Trainer, c_int, c_void_p)
+vikt_penalty_fn = CFUNCTYPE(c_void_p, Model, c_void_p)
 vikt_write_fn = CFUNCTYPE(None, c_void_p, POINTER(ctypes.c_char), c_size_t)
 
 vikt_alloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_size_t)
@@ -255,6 +256,7 @@ SIGNATURES = {
     "vikt_trainer_set_output": (c_int, [Trainer, vikt_write_fn, c_void_p]),
     "vikt_trainer_set_callback": (c_int, [Trainer, vikt_fit_callback_fn, c_void_p]),
     "vikt_trainer_set_log": (c_int, [Trainer, c_char_p]),
+    "vikt_trainer_set_penalty": (c_int, [Trainer, vikt_penalty_fn, c_void_p]),
     "vikt_trainer_fit": (c_int, [Trainer, Dataset, Dataset]),
     "vikt_trainer_evaluate": (c_int, [Trainer, Dataset, POINTER(ctypes.c_double),
                                       POINTER(ctypes.c_double)]),
