@@ -2125,8 +2125,8 @@ VIKT_API vikt_tensor *vikt_dataset_target_input(const vikt_dataset *ds, int64_t 
  * A ::vikt_trainer runs the loop every training program writes: for each
  * epoch, shuffle the training set (::VIKT_FIT_SHUFFLE), and for each batch
  * vikt_step_begin(), vikt_zero_grad(), vikt_dataset_input(), the caller's
- * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS), vikt_backward() and
- * vikt_optimizer_step(); then measure the validation set with
+ * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS) plus any penalty
+ * (vikt_trainer_set_penalty()), vikt_backward() and vikt_optimizer_step(); then measure the validation set with
  * vikt_trainer_evaluate(). Nothing in it is private: the same calls
  * written by hand give the same result (see examples/demo.c).
  *
@@ -2323,6 +2323,31 @@ VIKT_API int vikt_trainer_set_output(vikt_trainer *t, vikt_write_fn writer, void
 VIKT_API int vikt_trainer_set_callback(vikt_trainer *t, vikt_fit_callback_fn fn, void *ud);
 
 /**
+ * @brief A term added to the loss of every training step, such as
+ *        vikt_ewc_penalty() (see @ref ewc_guide).
+ * @param[in] m  The model.
+ * @param[in] ud The user data given to vikt_trainer_set_penalty().
+ * @return A one-element step tensor made by ops in this step, or NULL on
+ *         error (recorded on the model, as ops do).
+ */
+typedef vikt_tensor *(*vikt_penalty_fn)(vikt_model *m, void *ud);
+
+/**
+ * @brief Add @p fn's result to the loss that each training step of the
+ *        next fits minimizes.
+ *
+ * Called once per step, after the data loss, in the step; the backward pass
+ * runs on the sum. The loss the trainer reports (::VIKT_FIT_BATCH_LOSS,
+ * ::VIKT_FIT_TRAIN_LOSS, progress, log) stays the data loss, so it compares
+ * with the validation loss; evaluation never calls @p fn.
+ * @param[in,out] t  The trainer.
+ * @param[in]     fn The penalty, or NULL for none.
+ * @param[in]     ud Passed to @p fn.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_penalty(vikt_trainer *t, vikt_penalty_fn fn, void *ud);
+
+/**
  * @brief Write one CSV line per epoch to a file during the next fits.
  *
  * The file is created (or emptied) when a fit starts, gets the header
@@ -2369,6 +2394,196 @@ VIKT_API int vikt_trainer_fit(vikt_trainer *t, vikt_dataset *train, const vikt_d
  */
 VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, double *loss,
                                    double *accuracy);
+
+/* ------------------------------------------------------- continual learning */
+
+/**
+ * @page ewc_guide Continual learning: elastic weight consolidation
+ *
+ * Training a model on task B after task A overwrites what it learned on A
+ * ("catastrophic forgetting"). Elastic weight consolidation (EWC; Kirkpatrick
+ * et al. 2017, "Overcoming catastrophic forgetting in neural networks") adds
+ * to task B's loss a quadratic penalty that holds each parameter near its
+ * task-A value θ*, in proportion to how much task A's likelihood depends on
+ * it, measured by the diagonal of the Fisher information F:
+ *
+ *     L_B(θ) + λ/2 · Σᵢ Fᵢ (θᵢ − θ*ᵢ)²
+ *
+ * A ::vikt_ewc does it in three steps:
+ *
+ * 1. **Accumulate** the Fisher on task A. vikt_ewc_accumulate() adds the
+ *    square of every parameter's current gradient, elementwise, to a running
+ *    sum (in double) and counts one call. Call it after the backward pass of
+ *    the loss of **one sample**, −log p(y|x) (what vikt_cross_entropy_loss()
+ *    of one row gives), and the result is the empirical Fisher
+ *    Fᵢ = (1/N) Σₙ (∂ log p(yₙ|xₙ)/∂θᵢ)², the form of Kirkpatrick et al.
+ *    Called after the backward pass of a **mini-batch's mean** loss it adds
+ *    the square of the mean gradient ḡ instead: fewer backward passes, but
+ *    near a minimum, where the per-sample gradients average to about zero,
+ *    E[ḡ²] ≈ F/B for batches of B, so the estimate is about B times smaller
+ *    (scale λ up to match) and only as good as that approximation.
+ *    vikt_ewc_accumulate_dataset() runs either loop over a dataset with a
+ *    ::vikt_forward_fn.
+ * 2. **Consolidate** at the end of task A: vikt_ewc_consolidate() divides the
+ *    sum by the number of calls, folds it into F, copies the parameters'
+ *    current values as θ* and empties the sum for the next task.
+ * 3. **Penalize** on task B: vikt_ewc_penalty() returns the penalty as a
+ *    scalar step tensor recorded on the tape like any op, so
+ *    `vikt_add(m, loss_b, vikt_ewc_penalty(ewc, lambda))` trains with it; its
+ *    gradient is λ·Fᵢ·(θᵢ − θ*ᵢ). With a ::vikt_trainer, return it from a
+ *    ::vikt_penalty_fn given to vikt_trainer_set_penalty().
+ *
+ * **Several tasks.** Each consolidation sets F ← γ·F + F_new and moves θ*
+ * to the current values (online EWC, Schwarz et al. 2018): γ = 1 sums the
+ * Fisher of every task so far, anchored at the latest parameters (the
+ * Laplace approximation of Huszár 2018); γ < 1 lets old tasks fade; γ = 0
+ * keeps only the last task. One penalty term, whatever the number of tasks,
+ * and no memory per task.
+ *
+ * **Which parameters.** The parameters the model has when vikt_ewc_create()
+ * is called, in creation order; create them first (a layer creates its
+ * parameters on the first forward pass). Parameters made later get no
+ * penalty. A parameter that is frozen (vikt_param_freeze()) during
+ * accumulation adds nothing to its Fisher, so, unless an earlier task gave
+ * it one, the penalty leaves it free once unfrozen; a parameter frozen during
+ * task B adds a constant to the penalty and receives no gradient.
+ *
+ * **Memory.** vikt_ewc_create() makes the one allocation (16 bytes per
+ * scalar parameter: the double sum, F and θ*, from the model's allocator);
+ * accumulating, consolidating and the penalty allocate nothing else (the
+ * penalty's tensor and tape record are in the step arena, like any op's).
+ * Choose λ so the penalty matters next to task B's loss: with F from a mean
+ * log-likelihood, values from 1 to 10⁴ are common; compare both terms.
+ * examples/ewc_digits.c learns digits 0–4, then 5–9, plainly and with EWC.
+ */
+
+/** @brief Elastic weight consolidation state of one model (@ref ewc_guide). */
+typedef struct vikt_ewc vikt_ewc;
+
+/**
+ * @brief Create the EWC state for the parameters @p m has now.
+ *
+ * F starts at zero and there is no anchor until vikt_ewc_consolidate().
+ * The state belongs to the model: destroy it before the model.
+ * @param[in]  m   The model; it must have at least one parameter.
+ * @param[out] out Receives the state; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_STATE (no parameters yet) or
+ *         ::VIKT_ERR_NOMEM (recorded on the model).
+ */
+VIKT_API int vikt_ewc_create(vikt_model *m, vikt_ewc **out);
+
+/**
+ * @brief Destroy the EWC state.
+ * @param[in] ewc The state, or NULL (nothing happens).
+ */
+VIKT_API void vikt_ewc_destroy(vikt_ewc *ewc);
+
+/**
+ * @brief Add the square of every tracked parameter's current gradient to the
+ *        Fisher sum and count one call (see @ref ewc_guide for per-sample
+ *        versus per-batch calls).
+ *
+ * Frozen parameters and parameters without a gradient add nothing. The
+ * gradients are only read: clear them (vikt_zero_grad()) before the next
+ * backward pass, or they accumulate. Nothing is allocated.
+ * @param[in,out] ewc The state.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL; ::VIKT_ERR_STATE (the model holds an
+ *         error, so the gradients may be incomplete); ::VIKT_ERR_ARG (a
+ *         gradient is NaN or infinite, recorded naming the parameter;
+ *         nothing is added).
+ */
+VIKT_API int vikt_ewc_accumulate(vikt_ewc *ewc);
+
+/**
+ * @brief Accumulate the Fisher over a dataset: for each batch in the
+ *        dataset's order, the loss of @p forward's output, its backward pass
+ *        and vikt_ewc_accumulate().
+ *
+ * With @p batch_size 1 this is the empirical Fisher of Kirkpatrick et al.
+ * (per-sample squared gradients of −log p(y|x) for cross-entropy); larger
+ * batches are faster and give the mean of squared mean-gradients (see
+ * @ref ewc_guide). The loss is the one a ::vikt_trainer uses for @p loss,
+ * a mean over the batch. Runs in evaluation mode (vikt_set_training() 0,
+ * so dropout is off) with gradients enabled, and puts both modes back.
+ * Every parameter's gradient is overwritten and left at zero; each batch
+ * begins a step (vikt_step_begin()), so step tensors made before the call
+ * are gone after it. On error the batches before the failing one stay
+ * accumulated.
+ * @param[in,out] ewc        The state.
+ * @param[in]     ds         A dataset of the same model: labels for
+ *                           cross-entropy, float targets otherwise.
+ * @param[in]     forward    The model definition (as for a trainer).
+ * @param[in]     ud         Passed to @p forward.
+ * @param[in]     loss       A ::vikt_loss_kind.
+ * @param[in]     batch_size Samples per backward pass, >= 1; 1 for the
+ *                           empirical Fisher.
+ * @return The number of vikt_ewc_accumulate() calls made (>= 1), or
+ *         ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (a dataset of another model, the
+ *         wrong kind of targets, a bad loss kind or batch size),
+ *         ::VIKT_ERR_STATE (the model already holds an error) or the error of
+ *         a failed step (held by the model with its message).
+ */
+VIKT_API int64_t vikt_ewc_accumulate_dataset(vikt_ewc *ewc, vikt_dataset *ds,
+                                             vikt_forward_fn forward, void *ud,
+                                             vikt_loss_kind loss, int64_t batch_size);
+
+/**
+ * @brief End a task: F ← @p gamma · F + (Fisher sum / calls), θ* ← the
+ *        parameters' current values, and the sum and count start again.
+ * @param[in,out] ewc   The state; at least one vikt_ewc_accumulate() since
+ *                      the last consolidation.
+ * @param[in]     gamma Weight of the earlier tasks' Fisher, 0 to 1 (1 sums
+ *                      them; ignored at the first consolidation).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (@p gamma outside
+ *         [0, 1]) or ::VIKT_ERR_STATE (nothing accumulated); on error nothing
+ *         changes. Nothing is allocated.
+ */
+VIKT_API int vikt_ewc_consolidate(vikt_ewc *ewc, float gamma);
+
+/**
+ * @brief The EWC penalty λ/2 · Σᵢ Fᵢ (θᵢ − θ*ᵢ)² over the tracked
+ *        parameters, as a scalar step tensor recorded on the tape.
+ *
+ * Add it to the loss of the new task before vikt_backward(); its gradient
+ * with respect to each parameter that requires one is λ·F·(θ − θ*). The sum
+ * is taken in double. The state must outlive the step (it is read again by
+ * the backward pass).
+ * @param[in] ewc    The state, consolidated at least once.
+ * @param[in] lambda The strength λ, finite and >= 0.
+ * @return A step tensor of rank 0, or NULL with the error recorded on the
+ *         model (::VIKT_ERR_ARG for λ, ::VIKT_ERR_STATE before the first
+ *         consolidation); NULL for a NULL @p ewc.
+ */
+VIKT_API vikt_tensor *vikt_ewc_penalty(vikt_ewc *ewc, float lambda);
+
+/**
+ * @brief Borrow the consolidated Fisher diagonal F of one parameter.
+ * @param[in] ewc   The state.
+ * @param[in] param A parameter tracked by @p ewc.
+ * @return vikt_tensor_numel() values (zeros before the first
+ *         consolidation), valid until vikt_ewc_destroy(); NULL for NULL
+ *         arguments or a tensor that is not tracked.
+ */
+VIKT_API const float *vikt_ewc_fisher(const vikt_ewc *ewc, const vikt_tensor *param);
+
+/**
+ * @brief Borrow the anchor θ* of one parameter (its values at the last
+ *        consolidation).
+ * @param[in] ewc   The state.
+ * @param[in] param A parameter tracked by @p ewc.
+ * @return vikt_tensor_numel() values (zeros before the first
+ *         consolidation), valid until vikt_ewc_destroy(); NULL for NULL
+ *         arguments or a tensor that is not tracked.
+ */
+VIKT_API const float *vikt_ewc_anchor(const vikt_ewc *ewc, const vikt_tensor *param);
+
+/**
+ * @brief The number of vikt_ewc_accumulate() calls since the last
+ *        consolidation.
+ * @param[in] ewc The state.
+ * @return The count, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_ewc_pending(const vikt_ewc *ewc);
 
 /* ------------------------------------------------------- federated averaging */
 

@@ -28,6 +28,8 @@ struct vikt_trainer {
     void *writer_ud;
     vikt_fit_callback_fn callback;
     void *callback_ud;
+    vikt_penalty_fn penalty; /* added to each training step's loss, or NULL */
+    void *penalty_ud;
     char *log_path;
     size_t log_path_size;
     /* Buffers kept between fits: labels of one batch; the best epoch's
@@ -144,6 +146,24 @@ int vikt_trainer_set_callback(vikt_trainer *t, vikt_fit_callback_fn fn, void *ud
     t->callback = fn;
     t->callback_ud = ud;
     return VIKT_OK;
+}
+
+int vikt_trainer_set_penalty(vikt_trainer *t, vikt_penalty_fn fn, void *ud) {
+    if (!t) return VIKT_ERR_NULL;
+    t->penalty = fn;
+    t->penalty_ud = ud;
+    return VIKT_OK;
+}
+
+/* The loss a step minimizes: the data loss plus the caller's penalty. */
+static vikt_tensor *objective(vikt_trainer *t, vikt_tensor *loss) {
+    if (!loss || !t->penalty) return loss;
+    vikt_model *m = t->model;
+    vikt_tensor *p = t->penalty(m, t->penalty_ud);
+    if (!p && !m->errcode)
+        vikt__fail(m, VIKT_ERR_STATE, "vikt_trainer: the penalty function returned NULL "
+                                      "without recording an error");
+    return p ? vikt_add(m, loss, p) : NULL;
 }
 
 int vikt_trainer_set_log(vikt_trainer *t, const char *path) {
@@ -502,7 +522,8 @@ static int train_step(vikt_trainer *t, fit_run *run, int64_t step) {
     vikt_step_begin(m);
     vikt_zero_grad(m);
     vikt_tensor *loss = batch_loss(t, run->train, start, count, &t->correct_sum, &t->accuracy_count);
-    int err = loss ? vikt_backward(m, loss) : m->errcode ? m->errcode : VIKT_ERR_STATE;
+    vikt_tensor *total = objective(t, loss);
+    int err = total ? vikt_backward(m, total) : m->errcode ? m->errcode : VIKT_ERR_STATE;
     if (!err) err = vikt_optimizer_step(t->opt);
     if (!err && m->errcode) err = m->errcode;
     if (err) return err;

@@ -54,10 +54,18 @@ class vikt_trainer(Structure):
 
 
 Trainer = POINTER(vikt_trainer)
+
+
+class vikt_ewc(Structure):
+    """Opaque."""
+
+
+Ewc = POINTER(vikt_ewc)
 # ctypes callbacks cannot return a structure pointer: the tensor comes back
 # as an address.
 vikt_forward_fn = CFUNCTYPE(c_void_p, Model, Tensor, c_void_p)
 vikt_fit_callback_fn = CFUNCTYPE(c_int, Trainer, c_int, c_void_p)
+vikt_penalty_fn = CFUNCTYPE(c_void_p, Model, c_void_p)
 vikt_write_fn = CFUNCTYPE(None, c_void_p, POINTER(ctypes.c_char), c_size_t)
 
 vikt_alloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_size_t)
@@ -248,9 +256,21 @@ SIGNATURES = {
     "vikt_trainer_set_output": (c_int, [Trainer, vikt_write_fn, c_void_p]),
     "vikt_trainer_set_callback": (c_int, [Trainer, vikt_fit_callback_fn, c_void_p]),
     "vikt_trainer_set_log": (c_int, [Trainer, c_char_p]),
+    "vikt_trainer_set_penalty": (c_int, [Trainer, vikt_penalty_fn, c_void_p]),
     "vikt_trainer_fit": (c_int, [Trainer, Dataset, Dataset]),
     "vikt_trainer_evaluate": (c_int, [Trainer, Dataset, POINTER(ctypes.c_double),
                                       POINTER(ctypes.c_double)]),
+    # continual learning
+    "vikt_ewc_create": (c_int, [Model, POINTER(Ewc)]),
+    "vikt_ewc_destroy": (None, [Ewc]),
+    "vikt_ewc_accumulate": (c_int, [Ewc]),
+    "vikt_ewc_accumulate_dataset": (c_int64, [Ewc, Dataset, vikt_forward_fn, c_void_p, c_int,
+                                              c_int64]),
+    "vikt_ewc_consolidate": (c_int, [Ewc, c_float]),
+    "vikt_ewc_penalty": (Tensor, [Ewc, c_float]),
+    "vikt_ewc_fisher": (POINTER(c_float), [Ewc, Tensor]),
+    "vikt_ewc_anchor": (POINTER(c_float), [Ewc, Tensor]),
+    "vikt_ewc_pending": (c_int64, [Ewc]),
     # federated averaging
     "vikt_fedavg": (c_int, [Model, POINTER(Model), POINTER(ctypes.c_double), c_int64]),
     "vikt_fedavg_files": (c_int, [Model, POINTER(c_char_p), POINTER(ctypes.c_double), c_int64]),
@@ -854,6 +874,37 @@ def federated_average(lib):
     finally:
         for m in models:
             lib.vikt_model_destroy(m)
+
+
+@test
+def elastic_weight_consolidation(lib):
+    """vikt_ewc_*: Fisher from a written gradient, the penalty λ/2·F·(θ − θ*)²
+    and its gradient λ·F·(θ − θ*)."""
+    m = Model()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(m)) == VIKT_OK, "model_create")
+    ewc = Ewc()
+    try:
+        w = lib.vikt_param(m, b"w", 1, shape(2), VIKT_INIT_ZEROS)
+        expect(lib.vikt_ewc_create(m, ctypes.byref(ewc)) == VIKT_OK, "ewc_create")
+        g = lib.vikt_tensor_grad(w)
+        g[0], g[1] = 2.0, -1.0
+        expect(lib.vikt_ewc_accumulate(ewc) == VIKT_OK and lib.vikt_ewc_pending(ewc) == 1,
+               "accumulate")
+        expect(lib.vikt_ewc_consolidate(ewc, 1.0) == VIKT_OK, "consolidate")
+        f = lib.vikt_ewc_fisher(ewc, w)
+        expect([f[0], f[1]] == [4.0, 1.0], "F = g²")
+        lib.vikt_tensor_copy_in(w, floats(1, 3), 2)
+        lib.vikt_zero_grad(m)
+        lib.vikt_step_begin(m)
+        pen = lib.vikt_ewc_penalty(ewc, 2.0)
+        expect(lib.vikt_tensor_data(pen)[0] == 13.0, "2/2·(4·1 + 1·9)")
+        expect(lib.vikt_backward(m, pen) == VIKT_OK, "backward")
+        expect([g[0], g[1]] == [8.0, 6.0], "λ·F·(θ − θ*)")
+        expect(not lib.vikt_ewc_penalty(ewc, -1.0), "λ < 0 is refused")
+        lib.vikt_model_clear_error(m)
+    finally:
+        lib.vikt_ewc_destroy(ewc)
+        lib.vikt_model_destroy(m)
 
 
 @test
