@@ -1311,6 +1311,8 @@ VIKT_API int64_t vikt_lora_attach(vikt_model *m, const char *pattern, int64_t ra
  * at the cost of a plain dense layer. While merged, A and B get no gradient:
  * unmerge before training on. vikt_save() writes the merged weights.
  * @param[in] m The model.
+ * Adapters are merged one by one; on failure those done stay merged and
+ * another call finishes the rest.
  * @return The number of adapters merged (0 when none was unmerged),
  *         ::VIKT_ERR_NULL, ::VIKT_ERR_STATE (a pruned base weight: merging
  *         would fill its masked entries) or ::VIKT_ERR_NOMEM.
@@ -1323,6 +1325,7 @@ VIKT_API int64_t vikt_lora_merge(vikt_model *m);
  * No copy of W is kept, so W comes back to float32 rounding, not bitwise:
  * an element may differ by about one ulp of |W| + |(alpha/rank)·B·A|.
  * @param[in] m The model.
+ * As for merging, on failure those done stay unmerged.
  * @return The number of adapters unmerged, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
  */
 VIKT_API int64_t vikt_lora_unmerge(vikt_model *m);
