@@ -310,6 +310,9 @@ typedef struct vikt__peft {
 /* vikt_dense's hook: y plus whatever adapters the layer `name` has (x is the
  * layer's input of rank 2 or 3, y its output); y itself when it has none. */
 vikt_tensor *vikt__peft_dense(vikt_model *m, const char *name, vikt_tensor *x, vikt_tensor *y);
+/* The weight of the dense layer `layer` ("<layer>.weight" [out, in] with a
+ * bias [out], not an adapter's own projection), or NULL. */
+vikt_tensor *vikt__dense_weight(vikt_model *m, const char *layer);
 /* The LoRA adapter of layer, or NULL. */
 vikt__lora *vikt__lora_find(vikt_model *m, const char *layer);
 /* Attach LoRA to one dense layer whose weight is w (creating A and B, or

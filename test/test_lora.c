@@ -450,6 +450,26 @@ static void dropout_only_in_training(void **state) {
     vikt_model_destroy(m);
 }
 
+/* A rank-1 input goes through the adapters as the row it is. */
+static void rank1_input(void **state) {
+    (void)state;
+    vikt_model *m = mlp_model(14);
+    assert_int_equal(vikt_lora_attach(m, "fc1", 2, 2.0f, 0.0f), 1);
+    assert_int_equal(vikt_adapter_attach(m, "fc1", 3, VIKT_ACT_TANH), 1);
+    set_values(param(m, "fc1.lora_B.weight"), 21, -1, 1);
+    set_values(param(m, "fc1.adapter.up.weight"), 22, -1, 1);
+    float x[MLP_N * MLP_IN], rows[MLP_N * 6];
+    mlp_input(x);
+    vikt_step_begin(m);
+    vikt_tensor *all = vikt_dense(m, "fc1", vikt_input(m, 2, SHAPE(MLP_N, MLP_IN), x), 6);
+    assert_int_equal(vikt_tensor_copy_out(all, rows, MLP_N * 6), VIKT_OK);
+    vikt_tensor *one = vikt_dense(m, "fc1", vikt_input(m, 1, SHAPE(MLP_IN), x + 2 * MLP_IN), 6);
+    assert_non_null(one);
+    assert_int_equal(vikt_tensor_rank(one), 1);
+    expect_close("row 2", vikt_tensor_data(one), rows + 2 * 6, 6);
+    vikt_model_destroy(m);
+}
+
 /* ------------------------------------------------------------- files */
 
 static char tmp_dir[64];
@@ -632,6 +652,16 @@ static void load_errors(void **state) {
              "\"fc1.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[32,56]}}",
              zeros, 14);
     expect_load_error(m, path, VIKT_ERR_SHAPE, "2x8");
+    /* A weight without a bias is no dense layer (an embedding, a router). */
+    assert_non_null(vikt_param(m, "embed.weight", 2, SHAPE(6, 8), VIKT_INIT_ZEROS));
+    write_st(path,
+             "{\"__metadata__\":{\"vikt.lora.embed\":\"rank=1 alpha=2 dropout=0\"},"
+             "\"embed.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]},"
+             "\"embed.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[32,56]}}",
+             zeros, 14);
+    expect_load_error(m, path, VIKT_ERR_NOT_FOUND, "embed");
+    assert_int_equal(vikt_lora_attach(m, "embed", 1, 1, 0), VIKT_ERR_NOT_FOUND);
+    vt_expect_error(m, VIKT_ERR_NOT_FOUND, "vikt_lora_attach", "embed");
     /* A tensor missing, one too many, a bad configuration. */
     write_st(path,
              "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=2 dropout=0\"},"
@@ -797,6 +827,7 @@ int main(void) {
         cmocka_unit_test(trainable_counts),
         cmocka_unit_test(merge_and_unmerge),
         cmocka_unit_test(dropout_only_in_training),
+        cmocka_unit_test(rank1_input),
         cmocka_unit_test(adapters_round_trip),
         cmocka_unit_test(loads_peft_names),
         cmocka_unit_test(load_errors),

@@ -126,10 +126,8 @@ static int match(reader *r, const char *key, const char *value, planned *p) {
     p->layer = key + strlen(KEY_PREFIX);
     int rc = parse_config(r, key, value, p);
     if (rc) return rc;
-    char wname[VIKT__NAME_MAX + 8];
-    snprintf(wname, sizeof wname, "%s.weight", p->layer);
-    p->w = vikt_param_find(m, wname);
-    if (!p->layer[0] || !p->w || p->w->rank != 2)
+    p->w = vikt__dense_weight(m, p->layer);
+    if (!p->w)
         return vikt__io_fail(m, VIKT_ERR_NOT_FOUND, op_load, r->path,
                              "the model has no dense layer " Q, QARG(p->layer));
     p->existing = vikt__lora_find(m, p->layer);

@@ -15,6 +15,7 @@
 #include "../vikt_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* A bottleneck adapter after the dense layer `layer`:
@@ -121,6 +122,14 @@ static size_t dense_layer_len(vikt_model *m, const vikt_tensor *t) {
     memcpy(bias + len, ".bias", sizeof ".bias");
     const vikt_tensor *b = vikt_param_find(m, bias);
     return b && b->rank == 1 && b->shape[0] == t->shape[0] ? len : 0;
+}
+
+vikt_tensor *vikt__dense_weight(vikt_model *m, const char *layer) {
+    char name[VIKT__NAME_MAX];
+    int n = snprintf(name, sizeof name, "%s.weight", layer);
+    if (n < 0 || n >= (int)sizeof name) return NULL;
+    vikt_tensor *w = vikt_param_find(m, name);
+    return w && dense_layer_len(m, w) == strlen(layer) ? w : NULL;
 }
 
 /* Call fn on every dense layer whose name the pattern matches; stops at the
