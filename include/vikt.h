@@ -1062,7 +1062,8 @@ VIKT_API vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x
  *
  * Parameters: "<name>.weight" [out, in, k, k] and "<name>.bias" [out], both
  * U(−1/√(in·k·k), 1/√(in·k·k)). Computed as im2col + GEMM (on the model's
- * threads); the column buffer, C·k·k × H'·W' floats, lives in the step arena.
+ * threads; with several, samples are spread over them); one column buffer of
+ * C·k·k × H'·W' floats per thread in use lives in the step arena.
  * @param[in] m            The model.
  * @param[in] name         Layer name.
  * @param[in] x            [N, C, H, W].

@@ -282,6 +282,13 @@ vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight
 vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, vikt_tensor *running_mean,
                               vikt_tensor *running_var, int training, float momentum, float eps);
+/* y = x·Wᵀ + b for x [..., in] of rank 1 to 3 (src/ops/linear.c). */
+vikt_tensor *vikt__linear(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b);
+/* softmax(Q_h·K_hᵀ/√dh [causal])·V_h per head h of q, k, v [N, T, D], heads
+ * merged back into [N, T, D] (src/ops/attention.c); the caller checked that
+ * heads divides D. */
+vikt_tensor *vikt__attention_core(vikt_model *m, vikt_tensor *q, vikt_tensor *k, vikt_tensor *v,
+                                  int64_t heads, int causal);
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
                              const int64_t *shape);
 
@@ -308,7 +315,7 @@ typedef struct vikt__peft {
 } vikt__peft;
 
 /* vikt_dense's hook: y plus whatever adapters the layer `name` has (x is the
- * layer's input of rank 2 or 3, y its output); y itself when it has none. */
+ * layer's input of rank 1 to 3, y its output); y itself when it has none. */
 vikt_tensor *vikt__peft_dense(vikt_model *m, const char *name, vikt_tensor *x, vikt_tensor *y);
 /* The weight of the dense layer `layer` ("<layer>.weight" [out, in] with a
  * bias [out], not an adapter's own projection), or NULL. */
@@ -380,6 +387,18 @@ int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int6
                int64_t N, int64_t K,
                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc);
+/* For ops that run their own tasks on the model's threads (vikt__pool_run):
+ * vikt__gemm_reserve, on the model's thread before the tasks start, makes
+ * the packing buffers of threads 0..threads-1 fit an op(A)·op(B) of this
+ * shape (VIKT_OK, or VIKT_ERR_NOMEM recorded naming opname); then
+ * vikt__gemm_on computes one product of a reserved shape whole on task
+ * t with thread t's buffer. It never fails and, the product being computed
+ * by the same kernel as vikt__gemm would, gives the same bits. */
+int vikt__gemm_reserve(vikt_model *m, const char *opname, int threads, int trans_a, int trans_b,
+                       int64_t M, int64_t N, int64_t K);
+void vikt__gemm_on(vikt_model *m, int t, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                   float beta, float *C, int64_t ldc);
 /* Free the model's packing buffers (they are made again on next use). */
 void vikt__gemm_release(vikt_model *m);
 void vikt__gemm_scalar(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,

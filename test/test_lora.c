@@ -435,7 +435,8 @@ static void dropout_only_in_training(void **state) {
     run_mlp(m, x, train);
     vikt_set_training(m, 0);
     run_mlp(m, x, eval);
-    /* The same update without dropout, by hand from ops. */
+    /* The same update without dropout, by hand from ops (the layer's own
+     * fused op sums in another order: equal to rounding). */
     vikt_step_begin(m);
     vikt_tensor *in = vikt_input(m, 2, SHAPE(MLP_N, MLP_IN), x);
     vikt_tensor *h = vikt_add(m, vikt_matmul_t(m, in, param(m, "fc1.weight"), 0, 1),
@@ -445,8 +446,10 @@ static void dropout_only_in_training(void **state) {
                  vikt_scale(m, vikt_matmul_t(m, low, param(m, "fc1.lora_B.weight"), 0, 1), 1.0f));
     vikt_tensor *y = vikt_dense(m, "fc2", vikt_relu(m, h), 4);
     assert_int_equal(vikt_tensor_copy_out(y, want, MLP_N * 4), VIKT_OK);
-    assert_memory_equal(eval, want, sizeof want);
-    assert_memory_not_equal(train, eval, sizeof eval);
+    expect_close("eval", eval, want, MLP_N * 4);
+    double moved = 0;
+    for (int i = 0; i < MLP_N * 4; i++) moved = fmax(moved, fabs((double)train[i] - eval[i]));
+    assert_true(moved > 1e-2);
     vikt_model_destroy(m);
 }
 

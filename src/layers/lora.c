@@ -248,11 +248,14 @@ int64_t vikt_lora_merge(vikt_model *m) { return merge_all(m, "vikt_lora_merge", 
 
 int64_t vikt_lora_unmerge(vikt_model *m) { return merge_all(m, "vikt_lora_unmerge", 0); }
 
-/* (alpha/r)·dropout(x)·Aᵀ·Bᵀ */
+/* (alpha/r)·dropout(x)·Aᵀ·Bᵀ, of y's shape; a rank-1 x goes as one row. */
 static vikt_tensor *lora_delta(vikt_model *m, const vikt__lora *l, vikt_tensor *x) {
-    if (l->dropout > 0.0f) x = vikt_dropout(m, x, l->dropout);
-    vikt_tensor *low = vikt_matmul_t(m, x, l->a, 0, 1);
-    return vikt_scale(m, vikt_matmul_t(m, low, l->b, 0, 1), l->alpha / (float)l->rank);
+    int64_t in = l->w->shape[1], out = l->w->shape[0];
+    vikt_tensor *rows = x->rank == 1 ? vikt_reshape(m, x, 2, (int64_t[]){1, in}) : x;
+    if (l->dropout > 0.0f) rows = vikt_dropout(m, rows, l->dropout);
+    vikt_tensor *low = vikt_matmul_t(m, rows, l->a, 0, 1);
+    vikt_tensor *d = vikt_scale(m, vikt_matmul_t(m, low, l->b, 0, 1), l->alpha / (float)l->rank);
+    return x->rank == 1 ? vikt_reshape(m, d, 1, (int64_t[]){out}) : d;
 }
 
 /* -------------------------------------------------- bottleneck adapters */
