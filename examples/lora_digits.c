@@ -8,6 +8,11 @@
  *
  *   make build/examples/lora_digits
  *   build/examples/lora_digits data/digits.csv [adapters.safetensors]
+ *
+ * Measured over base seeds 1, 2, 3, 4 and 42 (the one here): the pretrained
+ * MLP reaches 0.958-0.968 upright and 0.09-0.12 rotated; fine-tuned on the
+ * rotated digits, LoRA (4688 of 30810 parameters trained) reaches
+ * 0.898-0.928 and full fine-tuning (all 26122) 0.893-0.935. About a second.
  */
 #include <stdio.h>
 #include <stdlib.h>
