@@ -1254,6 +1254,141 @@ VIKT_API vikt_tensor *vikt_transformer_block(vikt_model *m, const char *name, vi
 VIKT_API vikt_tensor *vikt_moe(vikt_model *m, const char *name, vikt_tensor *x, int64_t experts,
                                int64_t hidden, int top_k, vikt_tensor **aux_loss);
 
+/* --------------------------------------------------------------- adapters */
+
+/*
+ * Parameter-efficient fine-tuning: small trainable modules attached to the
+ * dense layers of a trained model (vikt_dense(), which vikt_attention(),
+ * vikt_transformer_block() and vikt_moe() use for their projections) while the
+ * base parameters stay frozen. Attach after the layers exist (the model was
+ * run once or loaded); vikt_dense() then adds the adapters' output on every
+ * call. An optimizer created before attaching also trains the new parameters.
+ */
+
+/** @brief The nonlinearity of a bottleneck adapter (vikt_adapter_attach()). */
+typedef enum vikt_activation {
+    VIKT_ACT_RELU = 0, /**< max(0, x). */
+    VIKT_ACT_GELU = 1, /**< x·Φ(x), as vikt_gelu(). */
+    VIKT_ACT_TANH = 2  /**< tanh(x). */
+} vikt_activation;
+
+/**
+ * @brief Attach LoRA adapters (Hu et al. 2021) to the dense layers that
+ *        @p pattern names: y = x·Wᵀ + b + (alpha/rank)·dropout(x)·Aᵀ·Bᵀ.
+ *
+ * A dense layer is a parameter "<layer>.weight" [out, in] with a bias
+ * "<layer>.bias" [out]; @p pattern matches a layer name as
+ * vikt_param_freeze() matches parameter names, so "blocks.0.attn" takes the
+ * q, k, v and out projections of that attention and "" every dense layer.
+ * Each gets "<layer>.lora_A.weight" [rank, in], U(±1/√in) (PEFT's
+ * kaiming_uniform_ with a = √5), and "<layer>.lora_B.weight" [out, rank],
+ * zeros, so the model computes exactly what it did before. Parameters of
+ * those names that already exist with those shapes are used as they are.
+ * Then every parameter of the model except the adapters' is frozen (PEFT's
+ * default, bias "none"); unfreeze a new head with vikt_param_freeze().
+ * Dropout applies to the adapter's input only, in training mode, from the
+ * model's generator. Layers that do not exist yet are not attached
+ * (::VIKT_ERR_NOT_FOUND when none matches). All or nothing: on failure the
+ * model is as before.
+ * @param[in] m       The model.
+ * @param[in] pattern A layer name or prefix.
+ * @param[in] rank    r >= 1.
+ * @param[in] alpha   The scale numerator, finite and > 0 (the update is
+ *                    scaled by alpha/rank).
+ * @param[in] dropout Dropout probability on the adapter's input, 0 <= p < 1.
+ * @return The number of layers attached (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_ARG, ::VIKT_ERR_NOT_FOUND, ::VIKT_ERR_STATE (a matched
+ *         layer already has LoRA), ::VIKT_ERR_SHAPE (an existing A or B of
+ *         another shape) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_lora_attach(vikt_model *m, const char *pattern, int64_t rank, float alpha,
+                                  float dropout);
+
+/**
+ * @brief Fold every unmerged LoRA adapter into its base weight:
+ *        W += (alpha/rank)·B·A; the forward then skips the adapter.
+ *
+ * The merged layer computes what the unmerged one did to float32 rounding,
+ * at the cost of a plain dense layer. While merged, A and B get no gradient:
+ * unmerge before training on. vikt_save() writes the merged weights.
+ * @param[in] m The model.
+ * Adapters are merged one by one; on failure those done stay merged and
+ * another call finishes the rest.
+ * @return The number of adapters merged (0 when none was unmerged),
+ *         ::VIKT_ERR_NULL, ::VIKT_ERR_STATE (a pruned base weight: merging
+ *         would fill its masked entries) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_lora_merge(vikt_model *m);
+
+/**
+ * @brief Undo vikt_lora_merge(): W −= (alpha/rank)·B·A for every merged adapter.
+ *
+ * No copy of W is kept, so W comes back to float32 rounding, not bitwise:
+ * an element may differ by about one ulp of |W| + |(alpha/rank)·B·A|.
+ * @param[in] m The model.
+ * As for merging, on failure those done stay unmerged.
+ * @return The number of adapters unmerged, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_lora_unmerge(vikt_model *m);
+
+/**
+ * @brief Save the LoRA adapters alone as a safetensors file, crash-safely.
+ *
+ * The tensors are "<layer>.lora_A.weight" and "<layer>.lora_B.weight" (PEFT's
+ * names without its "base_model.model." prefix), float32; the metadata
+ * "vikt.lora.<layer>" holds "rank=R alpha=A dropout=P" for each adapter,
+ * which vikt_lora_load() needs. Merged adapters are saved as well (A and B
+ * are the same either way).
+ * @param[in] m    The model.
+ * @param[in] path The file, replaced atomically.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOT_FOUND (no adapter),
+ *         ::VIKT_ERR_IO or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_lora_save(vikt_model *m, const char *path);
+
+/**
+ * @brief Load LoRA adapters saved by vikt_lora_save() into a model that has
+ *        the base layers (loaded, or run once): attach them where missing and
+ *        fill A and B.
+ *
+ * Strict: every tensor must belong to an adapter named in the metadata, with
+ * the shapes its rank and its layer's weight imply; every layer must exist;
+ * a layer that already has LoRA must have the same rank and be unmerged (its
+ * alpha and dropout are then taken from the file). Names with PEFT's
+ * "base_model.model." prefix are accepted too. Everything is checked, every
+ * CRC32C included, before the model changes; afterwards the base is frozen as
+ * by vikt_lora_attach().
+ * @param[in] m    The model.
+ * @param[in] path The file.
+ * @return The number of adapters loaded (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_IO, ::VIKT_ERR_FORMAT (not an adapter file, or a
+ *         malformed one), ::VIKT_ERR_NOT_FOUND (a layer the model lacks),
+ *         ::VIKT_ERR_SHAPE (a shape or rank that does not fit),
+ *         ::VIKT_ERR_STATE (a merged adapter) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_lora_load(vikt_model *m, const char *path);
+
+/**
+ * @brief Insert bottleneck adapters (Houlsby et al. 2019) after the dense
+ *        layers that @p pattern names: h ← h + up(act(down(h))).
+ *
+ * Layers are matched as by vikt_lora_attach(). Each gets the dense layers
+ * "<layer>.adapter.down" (out → @p bottleneck_width, torch.nn.Linear's
+ * initialization) and "<layer>.adapter.up" (back to out, weight and bias
+ * zero), so the model computes exactly what it did before. Applied after
+ * LoRA on the same layer. Then every parameter except the adapters' is
+ * frozen, as by vikt_lora_attach(). All or nothing.
+ * @param[in] m                The model.
+ * @param[in] pattern          A layer name or prefix.
+ * @param[in] bottleneck_width The adapter's inner width, >= 1.
+ * @param[in] activation       A ::vikt_activation.
+ * @return The number of layers given an adapter (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_ARG, ::VIKT_ERR_NOT_FOUND, ::VIKT_ERR_STATE (a layer
+ *         already has one), ::VIKT_ERR_SHAPE or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_adapter_attach(vikt_model *m, const char *pattern, int64_t bottleneck_width,
+                                     vikt_activation activation);
+
 /* ------------------------------------------------------------- optimizers */
 
 /**

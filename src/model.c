@@ -34,6 +34,7 @@ void vikt_model_destroy(vikt_model *m) {
     vikt__pool_destroy(m, m->pool);
     vikt__gemm_release(m);
     vikt__io_release(m);
+    vikt__peft_release(m);
     vikt_allocator a = m->allocator;
     a.free(a.ud, m, sizeof *m);
 }

@@ -159,6 +159,8 @@ struct vikt_model {
     /* Files (src/io/): the last load's report and the tests' fault hook;
      * NULL until a save or load needs it. */
     struct vikt__io_state *io;
+    /* LoRA and bottleneck adapters (src/layers/lora.c); NULL until attached. */
+    struct vikt__peft *peft;
 };
 
 /* Free the model's file state (src/io/file.c). */
@@ -289,6 +291,48 @@ vikt_tensor *vikt__attention_core(vikt_model *m, vikt_tensor *q, vikt_tensor *k,
                                   int64_t heads, int causal);
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
                              const int64_t *shape);
+
+/* --------------------------------------------------------------- adapters */
+
+/* A LoRA adapter on the dense layer `layer`: y += (alpha/rank)·dropout(x)·Aᵀ·Bᵀ
+ * with A = "<layer>.lora_A.weight" [rank, in] and B = "<layer>.lora_B.weight"
+ * [out, rank]; while merged, W holds W + (alpha/rank)·B·A and the forward
+ * skips the adapter. */
+typedef struct vikt__lora {
+    char layer[VIKT__NAME_MAX];
+    int64_t rank;
+    float alpha, dropout;
+    int merged;
+    vikt_tensor *w, *a, *b; /* parameters: they live as long as the model */
+} vikt__lora;
+
+/* The model's adapters (src/layers/lora.c). */
+typedef struct vikt__peft {
+    vikt__lora *lora;
+    int64_t nlora, lora_cap;
+    struct vikt__bottleneck *adapters;
+    int64_t nadapters, adapters_cap;
+} vikt__peft;
+
+/* vikt_dense's hook: y plus whatever adapters the layer `name` has (x is the
+ * layer's input of rank 1 to 3, y its output); y itself when it has none. */
+vikt_tensor *vikt__peft_dense(vikt_model *m, const char *name, vikt_tensor *x, vikt_tensor *y);
+/* The weight of the dense layer `layer` ("<layer>.weight" [out, in] with a
+ * bias [out], not an adapter's own projection), or NULL. */
+vikt_tensor *vikt__dense_weight(vikt_model *m, const char *layer);
+/* The LoRA adapter of layer, or NULL. */
+vikt__lora *vikt__lora_find(vikt_model *m, const char *layer);
+/* Attach LoRA to one dense layer whose weight is w (creating A and B, or
+ * using existing parameters of those names and shapes) without freezing
+ * anything; NULL with the error recorded. */
+vikt__lora *vikt__lora_add(vikt_model *m, const char *op, const char *layer, vikt_tensor *w,
+                           int64_t rank, float alpha, float dropout);
+/* Undo adds: drop the LoRA entries from index nlora on and release the
+ * parameters created from index nparams on (both appended in order). */
+void vikt__peft_rollback(vikt_model *m, int64_t nlora, int64_t nparams);
+/* Freeze every parameter except the adapters' (PEFT's default). */
+void vikt__peft_freeze_base(vikt_model *m);
+void vikt__peft_release(vikt_model *m);
 
 /* ------------------------------------------------------------------ data */
 

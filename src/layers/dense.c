@@ -26,5 +26,6 @@ vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x, int64_t
     vikt_tensor *b = vikt__layer_param(m, op, name, "bias", 1, (int64_t[]){out_features},
                                        VIKT__FILL_UNIFORM, bound);
     if (!w || !b) return NULL;
-    return vikt__linear(m, x, w, b);
+    /* Adapters attached to this layer (LoRA, bottleneck) add to its output. */
+    return vikt__peft_dense(m, name, x, vikt__linear(m, x, w, b));
 }

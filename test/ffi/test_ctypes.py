@@ -208,6 +208,13 @@ SIGNATURES = {
     "vikt_attention": (Tensor, [Model, c_char_p, Tensor, c_int64, c_int]),
     "vikt_transformer_block": (Tensor, [Model, c_char_p, Tensor, c_int64, c_int64, c_int]),
     "vikt_moe": (Tensor, [Model, c_char_p, Tensor, c_int64, c_int64, c_int, POINTER(Tensor)]),
+    # adapters
+    "vikt_lora_attach": (c_int64, [Model, c_char_p, c_int64, c_float, c_float]),
+    "vikt_lora_merge": (c_int64, [Model]),
+    "vikt_lora_unmerge": (c_int64, [Model]),
+    "vikt_lora_save": (c_int, [Model, c_char_p]),
+    "vikt_lora_load": (c_int64, [Model, c_char_p]),
+    "vikt_adapter_attach": (c_int64, [Model, c_char_p, c_int64, c_int]),
     # kernels and threads
     "vikt_gemm_isa": (c_char_p, []),
     "vikt_set_num_threads": (c_int, [Model, c_int]),
