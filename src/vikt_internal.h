@@ -154,6 +154,8 @@ struct vikt_model {
     /* Files (src/io/): the last load's report and the tests' fault hook;
      * NULL until a save or load needs it. */
     struct vikt__io_state *io;
+    /* vikt_set_anomaly_mode: ops and backward check for NaN/Inf (src/tape.c). */
+    int anomaly;
 };
 
 /* Free the model's file state (src/io/file.c). */
@@ -181,6 +183,14 @@ int vikt__norm_axis(int axis, int rank); /* -1 if out of range */
 /* A tensor seen as [outer, shape[axis], inner] around one axis. */
 int64_t vikt__outer_size(const vikt_tensor *t, int axis);
 int64_t vikt__inner_size(const vikt_tensor *t, int axis);
+
+/* The index of the first NaN or infinity in x, or -1 (src/stats.c). */
+int64_t vikt__first_nonfinite(const float *x, int64_t n);
+
+/* "flat index 5 [1, 2]": where in t an element is, for messages; buf needs
+ * VIKT__WHERE_STR bytes. */
+#define VIKT__WHERE_STR 128
+const char *vikt__where_str(const vikt_tensor *t, int64_t index, char *buf);
 
 /* 1 / (1 + e^-x) without overflow for large |x|. */
 static inline float vikt__sigmoid(float x) {
