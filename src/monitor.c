@@ -153,9 +153,9 @@ static int check_array(vikt_model *m, const vikt_tensor *t, const float *x, cons
                        const char *kind) {
     int64_t at = x ? vikt__first_nonfinite(x, t->numel) : -1;
     if (at < 0) return VIKT_OK;
-    char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR];
-    return vikt__fail(m, VIKT_ERR_NONFINITE, "vikt_check_finite: %s %s '%s' (%s) holds %g at %s",
-                      what, kind, t->name, vikt__shape_str(t, s), (double)x[at],
+    char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], v[VIKT__VALUE_STR];
+    return vikt__fail(m, VIKT_ERR_NONFINITE, "vikt_check_finite: %s %s '%s' (%s) holds %s at %s",
+                      what, kind, t->name, vikt__shape_str(t, s), vikt__value_str(x[at], v),
                       vikt__where_str(t, at, w));
 }
 

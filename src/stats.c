@@ -230,6 +230,14 @@ int64_t vikt__first_nonfinite(const float *x, int64_t n) {
     return -1;
 }
 
+const char *vikt__value_str(float v, char *buf) {
+    if (isnan(v))
+        snprintf(buf, VIKT__VALUE_STR, "NaN"); /* the sign of a NaN means nothing */
+    else
+        snprintf(buf, VIKT__VALUE_STR, "%g", (double)v);
+    return buf;
+}
+
 /* "flat index 5 [1, 2]": a position in t for messages. Coordinates are
  * short (at most 4 numbers), so VIKT__WHERE_STR bytes always hold them. */
 const char *vikt__where_str(const vikt_tensor *t, int64_t index, char *buf) {

@@ -63,7 +63,8 @@ static int anomaly_forward(vikt_model *m, const vikt__op *op, vikt_tensor *const
                            const vikt_tensor *out) {
     int64_t at = vikt__first_nonfinite(out->data, out->numel);
     if (at < 0) return VIKT_OK;
-    char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], shapes[128], what[VIKT__NAME_MAX + 16];
+    char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], shapes[128], what[VIKT__NAME_MAX + 16],
+            v[VIKT__VALUE_STR];
     int64_t nan_at = first_nan(out->data + at, out->numel - at);
     int nonfinite_input = 0;
     for (int i = 0; i < n; i++) {
@@ -79,8 +80,8 @@ static int anomaly_forward(vikt_model *m, const vikt__op *op, vikt_tensor *const
     }
     if (nan_at < 0 && (nonfinite_input || makes_infinities(op))) return VIKT_OK;
     if (nan_at >= 0) at += nan_at;
-    return vikt__fail(m, VIKT_ERR_NONFINITE, "anomaly: %s made %g at %s of its output %s from %s "
-                      "inputs (%s)", op->name, (double)out->data[at], vikt__where_str(out, at, w),
+    return vikt__fail(m, VIKT_ERR_NONFINITE, "anomaly: %s made %s at %s of its output %s from %s "
+                      "inputs (%s)", op->name, vikt__value_str(out->data[at], v), vikt__where_str(out, at, w),
                       vikt__shape_str(out, s), nonfinite_input ? "NaN-free" : "finite",
                       input_shapes(in, n, shapes, sizeof shapes));
 }
@@ -95,12 +96,13 @@ static int anomaly_held_grads(vikt_model *m, const vikt__record *from) {
             int64_t at = t->storage != VIKT__STEP && t->grad
                              ? vikt__first_nonfinite(t->grad, t->numel) : -1;
             if (at < 0) continue;
-            char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], what[VIKT__NAME_MAX + 16];
+            char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], what[VIKT__NAME_MAX + 16],
+                v[VIKT__VALUE_STR];
             return vikt__fail(m, VIKT_ERR_NONFINITE,
-                              "vikt_backward: anomaly: the gradient of %s (%s) holds %g at %s "
+                              "vikt_backward: anomaly: the gradient of %s (%s) holds %s at %s "
                               "before backward (vikt_zero_grad clears it)",
                               describe(t, what, sizeof what), vikt__shape_str(t, s),
-                              (double)t->grad[at], vikt__where_str(t, at, w));
+                              vikt__value_str(t->grad[at], v), vikt__where_str(t, at, w));
         }
     return VIKT_OK;
 }
@@ -111,11 +113,12 @@ static int anomaly_backward(vikt_model *m, const vikt__record *r) {
         const vikt_tensor *t = r->in[i];
         int64_t at = t->grad ? vikt__first_nonfinite(t->grad, t->numel) : -1;
         if (at < 0) continue;
-        char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], shapes[128], what[VIKT__NAME_MAX + 16];
+        char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], shapes[128], what[VIKT__NAME_MAX + 16],
+            v[VIKT__VALUE_STR];
         return vikt__fail(m, VIKT_ERR_NONFINITE,
-                          "vikt_backward: anomaly: the backward of %s made %g at %s of the "
+                          "vikt_backward: anomaly: the backward of %s made %s at %s of the "
                           "gradient of input %d (%s, %s); inputs %s",
-                          r->op->name, (double)t->grad[at], vikt__where_str(t, at, w), i,
+                          r->op->name, vikt__value_str(t->grad[at], v), vikt__where_str(t, at, w), i,
                           describe(t, what, sizeof what), vikt__shape_str(t, s),
                           input_shapes(r->in, r->n, shapes, sizeof shapes));
     }

@@ -187,6 +187,11 @@ int64_t vikt__inner_size(const vikt_tensor *t, int axis);
 /* The index of the first NaN or infinity in x, or -1 (src/stats.c). */
 int64_t vikt__first_nonfinite(const float *x, int64_t n);
 
+/* "NaN", "-inf" or "%g" of a value, for messages (NaN's sign is dropped:
+ * glibc prints "-nan" for the NaN that x86 arithmetic makes). */
+#define VIKT__VALUE_STR 32
+const char *vikt__value_str(float v, char *buf);
+
 /* "flat index 5 [1, 2]": where in t an element is, for messages; buf needs
  * VIKT__WHERE_STR bytes. */
 #define VIKT__WHERE_STR 128
