@@ -1509,8 +1509,7 @@ typedef enum vikt_stats_of {
  * @param[out] out  Receives the statistics; unchanged on failure.
  * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOT_FOUND (no such
  *         parameter), ::VIKT_ERR_ARG (@p what is neither flag alone) or
- *         ::VIKT_ERR_STATE (the parameter holds no gradient: it was frozen
- *         when created); errors other than NULL @p m are recorded on the
+ *         ::VIKT_ERR_STATE (the parameter holds no gradient); errors other than NULL @p m are recorded on the
  *         model with a message naming the parameter.
  */
 VIKT_API int vikt_param_stats(vikt_model *m, const char *name, vikt_stats_of what,
@@ -1520,11 +1519,11 @@ VIKT_API int vikt_param_stats(vikt_model *m, const char *name, vikt_stats_of wha
  * @brief The L2 norm of each parameter's gradient and the global norm, in
  *        double precision.
  *
- * The global norm is sqrt(Σ norms²) over every parameter: what
- * torch.nn.utils.clip_grad_norm_ computes before it clips (vikt clips over
- * the trainable parameters only, see ::VIKT_OPT_CLIP_NORM; frozen ones
- * normally hold zero gradients). A parameter without a gradient counts 0.
- * NaN and infinities are not left out: a NaN gradient makes its norm and the
+ * The global norm is sqrt(Σ norms²) over every parameter, frozen ones
+ * included (their gradients hold whatever was last accumulated until
+ * vikt_zero_grad()): what torch.nn.utils.clip_grad_norm_ computes before it
+ * clips (::VIKT_OPT_CLIP_NORM clips over the trainable parameters only). A
+ * parameter without a gradient counts 0. NaN and infinities are not left out: a NaN gradient makes its norm and the
  * global norm NaN, so trouble shows up. Nothing is allocated.
  * @param[in]  m      The model.
  * @param[out] norms  Receives the norm of each parameter in creation order
@@ -1594,8 +1593,8 @@ VIKT_API void vikt_update_tracker_destroy(vikt_update_tracker *t);
  *        largest first: which inputs a linear model leans on.
  *
  * Ties in magnitude go to the lower index first, so the result is the same
- * on every run. NaN counts as larger than any magnitude (trouble comes
- * first), then +Inf and −Inf. O(n log k) time; nothing is allocated (the
+ * on every run. NaN ranks above every magnitude, infinities included, so
+ * trouble comes first. O(n log k) time; nothing is allocated (the
  * output arrays are the working space).
  * @param[in]  x       @p n values; may be NULL when @p n is 0.
  * @param[in]  n       Number of values, >= 0.
@@ -1652,11 +1651,11 @@ VIKT_API int vikt_check_finite(vikt_model *m, int what);
  * an input may pass on (only NaN stops them), and vikt_causal_mask(), whose
  * contract is −Inf, is exempt. A NaN that came in through an input (a
  * parameter or vikt_input() data) fails at the first op that reads it,
- * naming that input. vikt_backward() first checks the gradients held by
- * persistent tensors, then after each op's backward the gradients it wrote,
- * and fails at the first NaN or infinity. The message names the op, the
+ * naming that input. vikt_backward() first checks the gradients that
+ * persistent tensors requiring one already hold, then after each op's
+ * backward the gradients it wrote, and fails at the first NaN or infinity. The message names the op, the
  * shapes, the flat index and the value, e.g. "anomaly: vikt_log made -inf at
- * index 2 of its output 2x3 from finite inputs (2x3)". Checking costs one
+ * flat index 2 [0, 2] of its output 2x3 from finite inputs (2x3)". Checking costs one
  * pass over each output and gradient; when off, each op pays one branch.
  * Off by default.
  * @param[in] m       The model.

@@ -93,7 +93,7 @@ static int anomaly_held_grads(vikt_model *m, const vikt__record *from) {
     for (const vikt__record *r = from; r; r = r->prev)
         for (int i = 0; i < r->n; i++) {
             const vikt_tensor *t = r->in[i];
-            int64_t at = t->storage != VIKT__STEP && t->grad
+            int64_t at = t->storage != VIKT__STEP && t->requires_grad && t->grad
                              ? vikt__first_nonfinite(t->grad, t->numel) : -1;
             if (at < 0) continue;
             char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], what[VIKT__NAME_MAX + 16],
@@ -111,7 +111,7 @@ static int anomaly_held_grads(vikt_model *m, const vikt__record *from) {
 static int anomaly_backward(vikt_model *m, const vikt__record *r) {
     for (int i = 0; i < r->n; i++) {
         const vikt_tensor *t = r->in[i];
-        int64_t at = t->grad ? vikt__first_nonfinite(t->grad, t->numel) : -1;
+        int64_t at = t->requires_grad && t->grad ? vikt__first_nonfinite(t->grad, t->numel) : -1;
         if (at < 0) continue;
         char s[VIKT__SHAPE_STR], w[VIKT__WHERE_STR], shapes[128], what[VIKT__NAME_MAX + 16],
             v[VIKT__VALUE_STR];

@@ -532,6 +532,16 @@ static void anomaly_backward(void **state) {
     vikt_zero_grad(m);
     assert_int_equal(vikt_backward(m, loss), VIKT_OK);
     assert_true(vikt_tensor_grad(p)[0] == 2 && vikt_tensor_grad(p)[1] == 2);
+    /* A frozen parameter's stale gradient is not used, so not checked. */
+    vikt_tensor *f = vikt_param(m, "frozen", 1, (int64_t[]){2}, VIKT_INIT_ONES);
+    vikt_tensor_grad(f)[1] = NAN;
+    assert_int_equal(vikt_param_freeze(m, "frozen", 1), 1);
+    vikt_step_begin(m);
+    vikt_zero_grad(m);
+    vikt_tensor_grad(f)[1] = NAN;
+    loss = vikt_sum(m, vikt_mul(m, p, f));
+    assert_int_equal(vikt_backward(m, loss), VIKT_OK);
+    assert_true(vikt_tensor_grad(p)[0] == 1 && isnan(vikt_tensor_grad(f)[1]));
     vikt_model_destroy(m);
 }
 
