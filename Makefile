@@ -7,6 +7,7 @@
 #   make check-fuzz libFuzzer on the safetensors loader for FUZZ_TIME (60) seconds
 #   make check-neon the suite cross-compiled for aarch64, run under qemu
 #   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
+#   make bench-train training steps of five models, next to PyTorch
 #   make docs       API docs with Doxygen; any warning fails
 #   make install    PREFIX/prefix, DESTDIR, libdir, includedir, bindir honoured
 
@@ -64,7 +65,7 @@ VIKT_BIN := $(BUILD)/bin/vikt
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-neon check-valgrind bench-gemm run-tests docs install uninstall check-install clean \
+        check-asan check-neon check-valgrind bench-gemm bench-train run-tests docs install uninstall check-install clean \
         fuzz check-fuzz
 
 all: $(LIB) $(VIKT_BIN)
@@ -107,9 +108,10 @@ $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
-# test_io reaches the files layer's internals (fault injection) and
-# test_fuzz_replay runs the fuzz target over its corpus: objects, not archive.
-$(BUILD)/test/test_io $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
+# test_io and test_checkpoint reach the files layer's internals (fault
+# injection, file edits) and test_fuzz_replay runs the fuzz target over its
+# corpus: objects, not archive.
+$(BUILD)/test/test_io $(BUILD)/test/test_checkpoint $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
@@ -221,6 +223,16 @@ $(BUILD)/bench/gemm: bench/gemm.c $(OBJS)
 
 bench-gemm: $(BUILD)/bench/gemm
 	@$(BUILD)/bench/gemm
+
+# bench/train.c uses the public API only; bench/train.sh runs it and, when
+# python3-torch is installed, bench/train_torch.py for every model and thread
+# count (see docs/performance.md).
+$(BUILD)/bench/train: bench/train.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
+
+bench-train: $(BUILD)/bench/train
+	@sh bench/train.sh $(BUILD)/bench/train
 
 # --- docs ----------------------------------------------------------------------
 docs:

@@ -4,8 +4,6 @@
  *   make demo        (runs: build/examples/demo data/digits.csv)
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <vikt.h>
 
 #define CHECK(m, what)                                                                \
@@ -61,44 +59,7 @@ static int fit_line(void) {
 
 /* ------------------------------------------------------------------ digits */
 
-enum { PIXELS = 64, CLASSES = 10, MAX_ROWS = 2000, HIDDEN = 64 };
-
-/* Reads "p0,...,p63,label" rows; reports file:line:column of the first bad
- * field instead of guessing. */
-static int load_digits(const char *path, float *x, int32_t *y, int *rows) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        perror(path);
-        return -1;
-    }
-    char line[1024];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (n == MAX_ROWS) break;
-        char *p = line;
-        for (int col = 0; col <= PIXELS; col++) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            int last = col == PIXELS;
-            if (end == p || v < 0 || v > (last ? CLASSES - 1 : 16) ||
-                (*end != (last ? '\n' : ',') && !(last && *end == '\0'))) {
-                fprintf(stderr, "%s:%d:%d: expected %s\n", path, n + 1, (int)(p - line) + 1,
-                        last ? "a label 0..9 at the end of the line" : "a pixel 0..16 and a comma");
-                fclose(f);
-                return -1;
-            }
-            if (last)
-                y[n] = (int32_t)v;
-            else
-                x[n * PIXELS + col] = (float)v / 16.0f;
-            p = end + 1;
-        }
-        n++;
-    }
-    fclose(f);
-    *rows = n;
-    return 0;
-}
+enum { PIXELS = 64, CLASSES = 10, HIDDEN = 64 };
 
 /* The model definition is plain C, re-run every step; the layers create
  * fc1.weight [64, 64], fc1.bias, fc2.weight [10, 64] and fc2.bias on the
@@ -108,72 +69,68 @@ static vikt_tensor *mlp(vikt_model *m, vikt_tensor *x) {
     return vikt_dense(m, "fc2", h, CLASSES);
 }
 
-static double accuracy(vikt_model *m, const float *x, const int32_t *y, int n) {
-    vikt_set_grad_enabled(m, 0);
-    vikt_step_begin(m);
-    vikt_tensor *logits = mlp(m, vikt_input(m, 2, (int64_t[]){n, PIXELS}, x));
-    vikt_set_grad_enabled(m, 1);
-    if (!logits) return -1;
-    const float *z = vikt_tensor_data(logits);
+static double accuracy(vikt_model *m, const vikt_dataset *test) {
+    enum { CHUNK = 256 };
+    int64_t n = vikt_dataset_size(test);
+    int32_t labels[CHUNK];
     int correct = 0;
-    for (int i = 0; i < n; i++) {
-        int best = 0;
-        for (int c = 1; c < CLASSES; c++)
-            if (z[i * CLASSES + c] > z[i * CLASSES + best]) best = c;
-        correct += best == y[i];
+    vikt_set_grad_enabled(m, 0);
+    for (int64_t start = 0; start < n; start += CHUNK) {
+        int64_t count = n - start < CHUNK ? n - start : CHUNK;
+        vikt_step_begin(m);
+        vikt_tensor *logits = mlp(m, vikt_dataset_input(test, start, count));
+        if (!logits || vikt_dataset_copy_batch(test, start, count, NULL, labels, NULL)) break;
+        const float *z = vikt_tensor_data(logits);
+        for (int64_t i = 0; i < count; i++) {
+            int best = 0;
+            for (int c = 1; c < CLASSES; c++)
+                if (z[i * CLASSES + c] > z[i * CLASSES + best]) best = c;
+            correct += best == labels[i];
+        }
     }
-    return (double)correct / n;
+    vikt_set_grad_enabled(m, 1);
+    return (double)correct / (double)n;
 }
 
-/* Fisher–Yates driven by a fixed 32-bit LCG (not rand(), which differs
- * between C libraries), so the 75/25 split is the same everywhere. */
-static void shuffle(float *x, int32_t *y, int n) {
-    uint32_t state = 2024;
-    for (int i = n - 1; i > 0; i--) {
-        state = state * 1664525u + 1013904223u;
-        int j = (int)((state >> 8) % (uint32_t)(i + 1));
-        float tmp[PIXELS];
-        memcpy(tmp, x + i * PIXELS, sizeof tmp);
-        memcpy(x + i * PIXELS, x + j * PIXELS, sizeof tmp);
-        memcpy(x + j * PIXELS, tmp, sizeof tmp);
-        int32_t t = y[i];
-        y[i] = y[j];
-        y[j] = t;
-    }
-}
-
+/* One hand-written training loop: the same public calls vikt_trainer_fit()
+ * makes, spelled out. */
 static int fit_digits(const char *path) {
-    static float x[MAX_ROWS * PIXELS];
-    static int32_t y[MAX_ROWS];
-    int rows;
-    if (load_digits(path, x, y, &rows)) return 1;
-    shuffle(x, y, rows);
-    int train = rows * 3 / 4, test = rows - train;
-    const float *xt = x + train * PIXELS;
-    const int32_t *yt = y + train;
-
     vikt_model *m;
     vikt_optimizer *adam;
+    vikt_dataset *all, *train, *test;
     if (vikt_model_create(NULL, 42, &m)) return 1;
+    /* Pixels 0..16 and the label last; the loader reports FILE:LINE:COLUMN
+     * of a bad field instead of guessing. A 75/25 split from the seed. */
+    if (vikt_dataset_load_csv(m, path, 0, -1, ',', CLASSES, &all) ||
+        vikt_dataset_scale(all, 1.0f / 16.0f, 0.0f) ||
+        vikt_dataset_split(all, vikt_dataset_size(all) / 4, &train, &test)) {
+        fprintf(stderr, "demo: %s\n", vikt_model_errmsg(m));
+        return 1;
+    }
+    vikt_dataset_destroy(all);
     if (vikt_adam_create(m, 3e-3f, &adam)) return 1;
     enum { BATCH = 32, EPOCHS = 15 };
-    printf("digits: %d train / %d test rows, MLP %d-%d-%d, ReLU, Adam lr 3e-3, batch %d\n", train,
-           test, PIXELS, HIDDEN, CLASSES, BATCH);
+    int64_t rows = vikt_dataset_size(train);
+    printf("digits: %lld train / %lld test rows, MLP %d-%d-%d, ReLU, Adam lr 3e-3, batch %d\n",
+           (long long)rows, (long long)vikt_dataset_size(test), PIXELS, HIDDEN, CLASSES, BATCH);
     double acc = 0;
+    int32_t labels[BATCH];
     for (int epoch = 1; epoch <= EPOCHS; epoch++) {
         double total = 0;
         int batches = 0;
-        for (int start = 0; start + BATCH <= train; start += BATCH, batches++) {
+        vikt_dataset_shuffle(train);
+        for (int64_t start = 0; start + BATCH <= rows; start += BATCH, batches++) {
             vikt_step_begin(m);
             vikt_zero_grad(m);
-            vikt_tensor *in = vikt_input(m, 2, (int64_t[]){BATCH, PIXELS}, x + start * PIXELS);
-            vikt_tensor *loss = vikt_cross_entropy_loss(m, mlp(m, in), y + start);
+            vikt_tensor *in = vikt_dataset_input(train, start, BATCH);
+            vikt_dataset_copy_batch(train, start, BATCH, NULL, labels, NULL);
+            vikt_tensor *loss = vikt_cross_entropy_loss(m, mlp(m, in), labels);
             vikt_backward(m, loss);
             vikt_optimizer_step(adam);
             CHECK(m, "digits step");
             total += vikt_tensor_data(loss)[0];
         }
-        acc = accuracy(m, xt, yt, test);
+        acc = accuracy(m, test);
         CHECK(m, "evaluation");
         printf("digits: epoch %2d  loss %.4f  test accuracy %.4f\n", epoch, total / batches, acc);
     }
@@ -181,6 +138,8 @@ static int fit_digits(const char *path) {
     vikt_model_summary(m, table, sizeof table);
     printf("\n%s\ndigits: final test accuracy %.4f\n", table, acc);
     vikt_optimizer_destroy(adam);
+    vikt_dataset_destroy(train);
+    vikt_dataset_destroy(test);
     vikt_model_destroy(m);
     return acc >= 0.95 ? 0 : 1;
 }

@@ -18,6 +18,10 @@
  * - **Ops** record themselves on the model's tape when gradients are enabled
  *   and an input requires a gradient; vikt_backward() replays the tape in
  *   reverse and accumulates gradients.
+ * - A **dataset** (`vikt_dataset`) holds samples from caller arrays or from
+ *   CSV and IDX files and hands out shuffled mini-batches (@ref data_guide);
+ *   a **trainer** (`vikt_trainer`) runs the fit loop over datasets with
+ *   validation, early stopping and progress (@ref fit_guide).
  *
  * @section errors Errors
  *
@@ -37,7 +41,9 @@
  *
  * vikt_save() and vikt_load() keep parameters and buffers in safetensors
  * files that PyTorch reads and writes, crash-safely and with a strict,
- * fuzzed reader; see @ref file_format.
+ * fuzzed reader; vikt_checkpoint_save() and vikt_checkpoint_load() add the
+ * optimizer's state and the random generator, so training resumes exactly;
+ * see @ref file_format.
  *
  * @section example Example
  *
@@ -1057,7 +1063,8 @@ VIKT_API vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x
  *
  * Parameters: "<name>.weight" [out, in, k, k] and "<name>.bias" [out], both
  * U(−1/√(in·k·k), 1/√(in·k·k)). Computed as im2col + GEMM (on the model's
- * threads); the column buffer, C·k·k × H'·W' floats, lives in the step arena.
+ * threads; with several, samples are spread over them); one column buffer of
+ * C·k·k × H'·W' floats per thread in use lives in the step arena.
  * @param[in] m            The model.
  * @param[in] name         Layer name.
  * @param[in] x            [N, C, H, W].
@@ -1393,7 +1400,8 @@ VIKT_API int vikt_optimizer_get(const vikt_optimizer *opt, vikt_optim_param para
  *        Does not zero the gradients. The first step allocates the state;
  *        later steps allocate nothing unless a parameter was added or
  *        unfrozen, or a setting that needs more state (momentum, centered,
- *        amsgrad) was turned on.
+ *        amsgrad) was turned on. Pruned values (see @ref pruning) get a zero
+ *        gradient before clipping and are set to 0 again after the update.
  * @param[in] opt The optimizer.
  * @return ::VIKT_OK (also for a step skipped for non-finite gradients),
  *         ::VIKT_ERR_NULL, ::VIKT_ERR_NOMEM (nothing is updated; a later call
@@ -1726,6 +1734,168 @@ VIKT_API int vikt_gap_tracker_state(const vikt_gap_tracker *t, double *train_slo
  */
 VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
 
+/* ---------------------------------------------------------------- pruning */
+
+/**
+ * @page pruning Pruning
+ *
+ * Magnitude pruning sets the weights of smallest absolute value to zero and
+ * keeps them there. vikt_prune_magnitude() picks them per tensor or across
+ * tensors and gives each pruned parameter a **mask** (one byte per value,
+ * 1 kept, 0 pruned, made from the model's allocator the first time the
+ * parameter is pruned). Masked values are exactly 0.0f:
+ *
+ * - when pruned;
+ * - after every vikt_optimizer_step(), which zeroes the masked gradients
+ *   before clipping and the update (so no momentum or Adam state builds up
+ *   there and gradient-norm clipping sees only the kept values) and the
+ *   masked values after it (so weight decay, and state left from before the
+ *   pruning, cannot move them); this allocates nothing;
+ * - after vikt_load(), which restores the masks vikt_save() stored (see
+ *   @ref file_format).
+ *
+ * Values written directly through vikt_tensor_data() are not masked until
+ * the next optimizer step.
+ *
+ * **Which tensors.** By default the weights: parameters of rank >= 2
+ * (dense, convolution, embedding, attention and recurrent matrices), not
+ * biases or normalization parameters (rank 1), as torch.nn.utils.prune is
+ * usually applied. A pattern selects by name or module prefix as
+ * vikt_param_freeze() does, again taking only rank >= 2 parameters, except
+ * that a pattern equal to a parameter's full name selects that parameter
+ * whatever its rank. Frozen parameters are pruned like the others. Buffers
+ * are never pruned.
+ *
+ * **How many.** A tensor of n values pruned to sparsity s has round(s·n)
+ * values masked (half to even, as torch.nn.utils.prune rounds), chosen by
+ * increasing |w|; among equal magnitudes, lower indices go first and, in
+ * the global scope, earlier parameters (creation order) first, so the count
+ * is exact and the choice deterministic. NaN counts as larger than any
+ * number. Pruning again keeps every masked value masked (a mask only loses
+ * ones): the values already masked are counted first towards the new
+ * target, and a target at or below the current count changes nothing.
+ *
+ * **Gradually.** vikt_prune_schedule() gives the sparsity of the cubic
+ * schedule of Zhu and Gupta (2017, "To prune, or not to prune"):
+ * s_t = s_f + (s_i − s_f)·(1 − (t − t₀)/(n·Δt))³ at t = t₀, t₀ + Δt, …,
+ * t₀ + n·Δt:
+ * @code
+ * for (int64_t step = 0; step < steps; step++) {
+ *     double s;
+ *     if (vikt_prune_schedule(m, step, 0.0, 0.9, 1000, 100, 50, &s) == 1)
+ *         vikt_prune_magnitude(m, NULL, s, VIKT_PRUNE_GLOBAL);
+ *     // forward, backward, vikt_optimizer_step() ...
+ * }
+ * @endcode
+ *
+ * vikt_prune_report() prints the sparsity of every parameter,
+ * vikt_prune_count() counts the zeros of a selection, vikt_prune_mask()
+ * reads a mask, and vikt_prune_remove() drops masks and leaves the zeros in
+ * place (the pruning becomes permanent and the values free to train).
+ */
+
+/** @brief Where vikt_prune_magnitude() compares magnitudes. */
+typedef enum vikt_prune_scope {
+    /** Each selected tensor loses round(s·n) of its own n values. */
+    VIKT_PRUNE_PER_TENSOR = 0,
+    /** One threshold across all selected tensors: round(s·N) of their N
+     *  values together, so tensors end at different sparsities. */
+    VIKT_PRUNE_GLOBAL = 1
+} vikt_prune_scope;
+
+/**
+ * @brief Prune the weights of smallest magnitude to a target sparsity and
+ *        keep them at zero through training, saving and loading.
+ *
+ * See @ref pruning for which tensors a pattern selects, how ties are broken
+ * and how re-pruning keeps earlier masks. Nothing changes on failure.
+ * @param[in] m        The model.
+ * @param[in] pattern  A parameter name or module prefix (as
+ *                     vikt_param_freeze()), or NULL (or "") for every
+ *                     parameter of rank >= 2.
+ * @param[in] sparsity The fraction of values to mask, in [0, 1].
+ * @param[in] scope    ::VIKT_PRUNE_PER_TENSOR or ::VIKT_PRUNE_GLOBAL.
+ * @return The number of parameters selected (>= 1), ::VIKT_ERR_NULL,
+ *         ::VIKT_ERR_ARG (sparsity outside [0, 1] or NaN, unknown scope),
+ *         ::VIKT_ERR_NOT_FOUND (nothing selected) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int64_t vikt_prune_magnitude(vikt_model *m, const char *pattern, double sparsity,
+                                      vikt_prune_scope scope);
+
+/**
+ * @brief The target sparsity of the gradual (cubic) pruning schedule at a
+ *        step, and whether the step is one at which to prune.
+ *
+ * Pruning happens at steps t₀ + j·Δt for j = 0 … n, where the sparsity is
+ * s_f + (s_i − s_f)·(1 − j/n)³: exactly s_i at t₀ and s_f at t₀ + n·Δt. Between those
+ * steps the value of the last one holds; before t₀ it is 0, after the last
+ * it is s_f.
+ * @param[in]  m        The model that receives the error message; may be
+ *                      NULL.
+ * @param[in]  step     The training step t, >= 0.
+ * @param[in]  initial  s_i, in [0, 1].
+ * @param[in]  final    s_f, in [s_i, 1].
+ * @param[in]  begin    t₀, >= 0.
+ * @param[in]  every    Δt, >= 1.
+ * @param[in]  count    n, >= 1 (the steps t₀ … t₀ + n·Δt must fit in
+ *                      int64_t).
+ * @param[out] sparsity Receives the target sparsity at @p step.
+ * @return 1 when @p step is a pruning step, 0 when not, ::VIKT_ERR_NULL
+ *         (@p sparsity is NULL) or ::VIKT_ERR_ARG.
+ */
+VIKT_API int vikt_prune_schedule(vikt_model *m, int64_t step, double initial, double final,
+                                 int64_t begin, int64_t every, int64_t count, double *sparsity);
+
+/**
+ * @brief Drop the masks of parameters: their zeros stay, but training may
+ *        move them again (torch's prune.remove).
+ * @param[in] m       The model.
+ * @param[in] pattern A parameter name or module prefix (any rank), or NULL
+ *                    for every parameter.
+ * @return The number of masks dropped (0 when none of the matched
+ *         parameters had one), ::VIKT_ERR_NULL or ::VIKT_ERR_NOT_FOUND (no
+ *         parameter matches).
+ */
+VIKT_API int64_t vikt_prune_remove(vikt_model *m, const char *pattern);
+
+/**
+ * @brief A parameter's mask.
+ * @param[in] t The tensor.
+ * @return vikt_tensor_numel() bytes, 1 for a kept value and 0 for a pruned
+ *         one, borrowed until the mask is dropped or replaced (a load or
+ *         vikt_prune_remove()) or the tensor destroyed; NULL for a tensor
+ *         that was never pruned, and for NULL.
+ */
+VIKT_API const uint8_t *vikt_prune_mask(const vikt_tensor *t);
+
+/**
+ * @brief Count the zeros of the parameters vikt_prune_magnitude() would
+ *        select with @p pattern.
+ * @param[in]  m       The model.
+ * @param[in]  pattern As for vikt_prune_magnitude(); NULL for every
+ *                     parameter of rank >= 2.
+ * @param[out] zeros   Receives the number of values equal to 0 (either
+ *                     sign), masked or not; may be NULL.
+ * @param[out] numel   Receives the number of values; may be NULL.
+ * @return The number of parameters selected (>= 1), ::VIKT_ERR_NULL or
+ *         ::VIKT_ERR_NOT_FOUND (nothing selected).
+ */
+VIKT_API int64_t vikt_prune_count(vikt_model *m, const char *pattern, int64_t *zeros,
+                                  int64_t *numel);
+
+/**
+ * @brief Write a sparsity table of every parameter: name, shape, count,
+ *        zeros, sparsity (zeros / count) and masked values ("-" without a
+ *        mask), then the totals, like snprintf.
+ * @param[in]  m    The model.
+ * @param[out] buf  Receives at most @p size bytes, NUL-terminated; may be
+ *                  NULL when @p size is 0.
+ * @param[in]  size Capacity of @p buf.
+ * @return The length of the whole table (excluding the NUL; it was truncated
+ *         if this is >= @p size), or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_prune_report(const vikt_model *m, char *buf, size_t size);
+
 /* ------------------------------------------------------------------ files */
 
 /**
@@ -1746,7 +1916,12 @@ VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
  * - The header padded with spaces so the data starts at a multiple of 8.
  * - Metadata `"format": "pt"`; `"vikt.crc32c.<name>"`: the CRC32C
  *   (Castagnoli polynomial 0x1EDC6F41) of each tensor's bytes as 8 lowercase
- *   hex digits; `"vikt.kind.<name>": "buffer"` for each buffer.
+ *   hex digits; `"vikt.kind.<name>": "buffer"` for each buffer;
+ *   `"vikt.mask.<name>"` for each pruned parameter (see @ref pruning): its
+ *   mask as a bitmap, value i in bit i % 8 of byte i / 8 (1 kept, 0 pruned;
+ *   the unused high bits of the last byte 0), in base64 (RFC 4648, with
+ *   padding). Masks go into the metadata, not into more tensors, so the
+ *   file still loads into the torch module with a strict `load_state_dict`.
  * - The same model gives the same bytes.
  *
  * @section file_format_read What vikt_load() reads
@@ -1762,6 +1937,11 @@ VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
  * - Tensors whose `vikt.kind.<name>` is neither "parameter" nor "buffer"
  *   (reserved for checkpoints) are left alone and counted as
  *   ::VIKT_LOAD_IGNORED.
+ * - A parameter loaded from the file gets the mask of its
+ *   `vikt.mask.<name>` entry (and its masked values are set to 0), or loses
+ *   its mask when the file has none. A mask entry naming no tensor or a
+ *   buffer, or whose text is not the canonical base64 of a bitmap of the
+ *   tensor's size, is ::VIKT_ERR_FORMAT.
  *
  * @section file_format_strict A strict reader
  *
@@ -1778,7 +1958,8 @@ VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
  * vikt metadata naming no tensor. A failed read is ::VIKT_ERR_IO. Reading
  * never crashes, never reads outside the file, and allocates at most the
  * header's length (never more than the file's size) plus 128 KiB, besides
- * the tensors it creates. The reader is fuzzed with libFuzzer.
+ * the tensors and pruning masks it creates. The reader is fuzzed with
+ * libFuzzer.
  *
  * @section file_format_crash Crash-safe saving
  *
@@ -1790,7 +1971,50 @@ VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
  * killed or a machine losing power mid-save leaves the old file or the new
  * one, never a mix (a stale temporary may remain and can be deleted). The
  * new file keeps the old one's permission bits. (POSIX file systems;
- * Windows is not supported yet.)
+ * Windows is not supported yet.) vikt_checkpoint_save() saves the same way.
+ *
+ * @section file_format_checkpoint Checkpoints
+ *
+ * vikt_checkpoint_save() writes everything a training run needs to go on
+ * exactly where it stopped: training N steps, saving, loading into a fresh
+ * model and optimizer (in the same or another process) and training M more
+ * gives bitwise the parameters of N + M uninterrupted steps, for every rule,
+ * schedule and clipping setting, given the same build, GEMM kernel
+ * (`VIKT_ISA`), thread count and input batches. A checkpoint is a safetensors
+ * file as above, plus:
+ *
+ * - One F32 tensor per initialized optimizer state buffer, named
+ *   `optimizer.<buffer>.<parameter>` with `"vikt.kind.<name>": "optimizer"`;
+ *   the buffers are torch's state keys: SGD `momentum_buffer`; AdaGrad `sum`;
+ *   RMSProp `square_avg`, `momentum_buffer`, `grad_avg`; Adam and AdamW
+ *   `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`. vikt_load() ignores them, so
+ *   it reads a checkpoint's weights like any other file.
+ * - Metadata, all strings: `vikt.checkpoint.version` ("1");
+ *   `vikt.rng.state` and `vikt.rng.inc`, the model's PCG32 generator as 16
+ *   hexadecimal digits each; and with an optimizer `vikt.optimizer` (the rule:
+ *   "SGD", "AdaGrad", "RMSProp", "Adam" or "AdamW"), `vikt.optimizer.<name>`
+ *   for each hyperparameter the rule uses (names as in ::vikt_optim_param,
+ *   lowercase: "lr", "weight_decay", "clip_norm", "schedule", …),
+ *   `vikt.optimizer.step` (the schedule position), `vikt.optimizer.skipped_steps`,
+ *   `vikt.optimizer.current_lr` (for readers; derived, not read back) and,
+ *   per parameter the optimizer has updated, `vikt.optimizer.state.<parameter>`:
+ *   its own step count t followed by the names of its initialized buffers,
+ *   space-separated ("20 exp_avg exp_avg_sq").
+ * - Real numbers exactly, in C99's hexadecimal floating form
+ *   ("0x1.999999999999ap-4", as strtod() in the C locale and Python's
+ *   float.fromhex() read it), written without the locale; counts in decimal.
+ * - `vikt.checkpoint.crc32c`: the XOR of the CRC32C of each of the other
+ *   checkpoint pairs (key, NUL, value, NUL; every `vikt.` key except the
+ *   per-tensor `vikt.crc32c.` and `vikt.kind.` ones), so a corrupt header is
+ *   caught like corrupt data.
+ *
+ * vikt_checkpoint_load() is strict: the version, the metadata CRC and every
+ * tensor's CRC32C, every model tensor by name and shape (as
+ * ::VIKT_LOAD_STRICT), the optimizer's rule, every hyperparameter (in the
+ * ranges vikt_optimizer_set() accepts), every listed state tensor (present,
+ * F32, of its parameter's shape) and, with an optimizer, no tensor it would
+ * leave behind. All of it is checked before anything changes. Gradients are
+ * not saved; clear them before the next step as usual (vikt_zero_grad()).
  *
  * @section file_format_tool Looking into files from the shell
  *
@@ -1882,8 +2106,8 @@ VIKT_API int vikt_load_buffer(vikt_model *m, const void *data, size_t size,
                               vikt_load_mode mode);
 
 /**
- * @brief The report of the last vikt_load() or vikt_load_buffer(), like
- *        snprintf.
+ * @brief The report of the last vikt_load(), vikt_load_buffer() or
+ *        vikt_checkpoint_load(), like snprintf.
  *
  * The first line is the error of a failed load, or a summary ("vikt_load:
  * PATH: loaded 4 tensors (59 values), created 0; 1 missing, ..."). One line
@@ -1908,6 +2132,507 @@ VIKT_API int64_t vikt_load_report(const vikt_model *m, char *buf, size_t size);
  *         (unknown @p stat).
  */
 VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat);
+
+/* ------------------------------------------------------------------ data */
+
+/**
+ * @page data_guide Data: datasets, loaders and mini-batches
+ *
+ * A ::vikt_dataset is n samples, each a float32 feature tensor of the same
+ * shape (rank 1 to 3, so a batch is rank 2 to 4), with either an int32 class
+ * label, a row of float targets of a fixed width, or nothing (for
+ * prediction). It belongs to the model it was made with: its memory comes
+ * from the model's allocator, its errors are the model's sticky error
+ * (vikt_model_errmsg()), its shuffles draw from the model's generator (the
+ * same seed gives the same order), and it must be destroyed before the model.
+ *
+ * A dataset has an **order**: a list of sample indices that batches follow.
+ * vikt_dataset_shuffle() redraws it; vikt_dataset_split() makes two datasets
+ * whose orders are disjoint parts of another's, sharing its samples without
+ * copying them. Batch @c b of size @c B is positions [b·B, b·B + B) of the
+ * order: vikt_dataset_input() gathers them into a step tensor (the step
+ * arena, so a fixed-size loop allocates nothing after the first step) and
+ * vikt_dataset_copy_batch() into caller buffers.
+ *
+ * @section data_csv CSV files (vikt_dataset_load_csv())
+ *
+ * - One sample per line, fields split by a one-byte delimiter, no quoting.
+ *   Lines end in LF or CRLF; the last line may lack its end. Lines that are
+ *   empty or hold only spaces and tabs are skipped anywhere. A UTF-8
+ *   byte-order mark at the start is skipped (columns count from after it).
+ *   An optional first line is a header and is not read.
+ * - Every field is a decimal number: optional spaces or tabs, an optional
+ *   sign, digits with an optional decimal point (at least one digit), an
+ *   optional exponent (`e` or `E`, optional sign, digits), optional spaces or
+ *   tabs. Nothing else: no hexadecimal, `inf`, `nan`, thousands separators or
+ *   quotes, and no value whose magnitude overflows float32. Conversion uses
+ *   strtod() and so assumes the C locale's decimal point (the default of
+ *   every C program that does not call setlocale()).
+ * - Every line has the same number of fields (at least 2) as the first data
+ *   line. The label column holds whole numbers from 0 to 2147483646, below
+ *   @c classes when that is given; the other columns are the features, in
+ *   file order, a sample of shape [fields − 1].
+ * - Errors are ::VIKT_ERR_FORMAT with the message
+ *   `vikt_dataset_load_csv: FILE:LINE:COLUMN: PROBLEM` (1-based line of the
+ *   file, header included, and 1-based byte column of the field), for: a
+ *   field that is not a number, an empty field, a value out of float32's
+ *   range, a line with too few or too many fields, a label that is not a
+ *   whole number in range, and a file with no data line (`FILE:1:1`).
+ *   A file that cannot be opened or read is ::VIKT_ERR_IO (`FILE: reason`).
+ *   A bad field is never read as zero.
+ *
+ * @section data_idx IDX files (vikt_dataset_load_idx())
+ *
+ * The format of MNIST and Fashion-MNIST, uncompressed (gunzip the `.gz`
+ * files first): two zero bytes, a type byte (only 0x08, unsigned bytes, is
+ * read), a byte with the number of dimensions, each dimension as a
+ * big-endian 32-bit count, then the values row-major.
+ * - The images file has 2 to 4 dimensions, the first being the sample count
+ *   (MNIST: magic 0x00000803, [60000, 28, 28]). A sample of two dimensions
+ *   [H, W] gets a channel axis, [1, H, W], so a batch [B, 1, H, W] goes
+ *   straight into vikt_conv2d() (vikt_flatten() it for a dense layer);
+ *   other samples keep their dimensions. Each byte v becomes v / 255.0f, in
+ *   [0, 1].
+ * - The labels file (magic 0x00000801) has one dimension equal to the
+ *   images' sample count; each byte is a class label, and the class count is
+ *   the largest label + 1.
+ * - Errors are ::VIKT_ERR_FORMAT naming the file and the byte offset:
+ *   `vikt_dataset_load_idx: FILE: byte OFFSET: PROBLEM` for a bad magic
+ *   (type or dimension count), a zero dimension, a size that overflows, a
+ *   truncated file (expected and actual sizes), bytes after the data, and
+ *   sample counts that differ between the two files.
+ */
+
+/** @brief A dataset: samples, targets and an order (see @ref data_guide). */
+typedef struct vikt_dataset vikt_dataset;
+
+/**
+ * @brief A dataset over caller arrays, which are borrowed, not copied.
+ *
+ * The arrays must stay valid and unchanged until the dataset and every
+ * dataset split from it are destroyed. The order starts as 0, 1, …, n − 1.
+ * @param[in]  m            The model that owns the dataset.
+ * @param[in]  n            Samples, >= 1.
+ * @param[in]  rank         Rank of one sample's features, 1 to 3.
+ * @param[in]  shape        @p rank sizes, each >= 1.
+ * @param[in]  features     n × prod(shape) floats, sample after sample.
+ * @param[in]  labels       n class labels, each >= 0, or NULL.
+ * @param[in]  targets      n × @p target_width floats, or NULL; at most one
+ *                          of @p labels and @p targets may be given.
+ * @param[in]  target_width Targets per sample (>= 1 with @p targets, else 0).
+ * @param[out] out          Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (recorded on the model,
+ *         naming the argument) or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_dataset_create(vikt_model *m, int64_t n, int rank, const int64_t *shape,
+                                 const float *features, const int32_t *labels,
+                                 const float *targets, int64_t target_width,
+                                 vikt_dataset **out);
+
+/**
+ * @brief Load a numeric CSV file with a class-label column into a dataset
+ *        that owns its data (format and errors: @ref data_csv).
+ * @param[in]  m            The model that owns the dataset.
+ * @param[in]  path         The file.
+ * @param[in]  header       Non-zero if the first line is a header to skip.
+ * @param[in]  label_column The label's field: 0-based, or negative to count
+ *                          from the end (-1 is the last field).
+ * @param[in]  delimiter    The field separator, e.g. ',' ';' '\\t' or ' ';
+ *                          not a digit, '+', '-', '.', 'e', 'E', CR or LF.
+ * @param[in]  classes      The number of classes (labels must be below it),
+ *                          or 0 to take the largest label + 1.
+ * @param[out] out          Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (bad delimiter,
+ *         classes, or a label column outside the fields), ::VIKT_ERR_IO,
+ *         ::VIKT_ERR_FORMAT or ::VIKT_ERR_NOMEM; the model's message says
+ *         where (`FILE:LINE:COLUMN: problem`).
+ */
+VIKT_API int vikt_dataset_load_csv(vikt_model *m, const char *path, int header,
+                                   int label_column, int delimiter, int64_t classes,
+                                   vikt_dataset **out);
+
+/**
+ * @brief Load IDX image and label files (MNIST, Fashion-MNIST) into a
+ *        dataset that owns its data (format and errors: @ref data_idx).
+ * @param[in]  m           The model that owns the dataset.
+ * @param[in]  images_path The images file (uncompressed).
+ * @param[in]  labels_path The labels file, or NULL for a dataset without
+ *                         labels.
+ * @param[out] out         Receives the dataset; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_IO, ::VIKT_ERR_FORMAT or
+ *         ::VIKT_ERR_NOMEM; the model's message names the file and offset.
+ */
+VIKT_API int vikt_dataset_load_idx(vikt_model *m, const char *images_path,
+                                   const char *labels_path, vikt_dataset **out);
+
+/**
+ * @brief Destroy a dataset. Samples shared with datasets split from it stay
+ *        until the last of them is destroyed.
+ * @param[in] ds The dataset, or NULL (nothing happens).
+ */
+VIKT_API void vikt_dataset_destroy(vikt_dataset *ds);
+
+/**
+ * @brief The number of samples (the length of the order).
+ * @param[in] ds The dataset.
+ * @return The count, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_size(const vikt_dataset *ds);
+
+/**
+ * @brief The shape of one sample's features.
+ * @param[in]  ds    The dataset.
+ * @param[out] shape Receives rank sizes (room for 3), or NULL.
+ * @return The rank (1 to 3), or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_dataset_feature_shape(const vikt_dataset *ds, int64_t *shape);
+
+/**
+ * @brief The number of classes of a labelled dataset.
+ * @param[in] ds The dataset.
+ * @return The count given to the loader, or the largest label + 1 (over
+ *         all samples it shares); 0 without labels; ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_num_classes(const vikt_dataset *ds);
+
+/**
+ * @brief The number of float targets per sample.
+ * @param[in] ds The dataset.
+ * @return The width, 0 for labels or no targets, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int64_t vikt_dataset_target_width(const vikt_dataset *ds);
+
+/**
+ * @brief Redraw the order as a uniformly random permutation of its
+ *        samples (Fisher–Yates over the model's generator, so the same seed
+ *        and calls give the same order everywhere). Allocates nothing.
+ * @param[in,out] ds The dataset.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_dataset_shuffle(vikt_dataset *ds);
+
+/**
+ * @brief Split a dataset into a training and a validation dataset.
+ *
+ * The samples of @p ds are permuted with the model's generator; the first
+ * n − @p val_count go to @p train and the rest to @p val, so the two are
+ * disjoint, cover @p ds and are the same for the same seed. Both share the
+ * samples of @p ds (nothing is copied) and may outlive it. @p ds is not
+ * changed.
+ * @param[in]  ds        The dataset.
+ * @param[in]  val_count Samples for validation, 1 to n − 1.
+ * @param[out] train     Receives the training part; NULL on failure.
+ * @param[out] val       Receives the validation part; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_dataset_split(const vikt_dataset *ds, int64_t val_count,
+                                vikt_dataset **train, vikt_dataset **val);
+
+/**
+ * @brief Rescale every stored feature to x · @p scale + @p shift (e.g.
+ *        pixels 0..16 to [0, 1]), in the samples shared with every dataset
+ *        split from the same load.
+ * @param[in,out] ds    A dataset made by a loader.
+ * @param[in]     scale Finite factor.
+ * @param[in]     shift Finite offset.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (not finite) or
+ *         ::VIKT_ERR_STATE (the data is the caller's: change it there).
+ */
+VIKT_API int vikt_dataset_scale(vikt_dataset *ds, float scale, float shift);
+
+/**
+ * @brief Copy the samples at positions [@p start, @p start + @p count) of
+ *        the order into caller buffers.
+ * @param[in]  ds       The dataset.
+ * @param[in]  start    First position, >= 0.
+ * @param[in]  count    Samples, >= 1, with @p start + @p count <= n.
+ * @param[out] features count × feature size floats, or NULL to skip.
+ * @param[out] labels   count labels, or NULL to skip (must be NULL when the
+ *                      dataset has none).
+ * @param[out] targets  count × target width floats, or NULL to skip (must be
+ *                      NULL when the dataset has none).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (recorded on the
+ *         model).
+ */
+VIKT_API int vikt_dataset_copy_batch(const vikt_dataset *ds, int64_t start, int64_t count,
+                                     float *features, int32_t *labels, float *targets);
+
+/**
+ * @brief A step tensor [count, feature shape…] of the features at positions
+ *        [@p start, @p start + @p count) of the order, made in the model's
+ *        step arena like vikt_input().
+ * @param[in] ds    The dataset.
+ * @param[in] start First position, >= 0.
+ * @param[in] count Samples, >= 1, with @p start + @p count <= n.
+ * @return The tensor (valid until the next vikt_step_begin()), or NULL with
+ *         the error recorded on the model.
+ */
+VIKT_API vikt_tensor *vikt_dataset_input(const vikt_dataset *ds, int64_t start,
+                                         int64_t count);
+
+/**
+ * @brief A step tensor [count, target width] of the float targets at
+ *        positions [@p start, @p start + @p count) of the order.
+ * @param[in] ds    The dataset; it must have float targets.
+ * @param[in] start First position, >= 0.
+ * @param[in] count Samples, >= 1, with @p start + @p count <= n.
+ * @return The tensor, or NULL with the error recorded on the model.
+ */
+VIKT_API vikt_tensor *vikt_dataset_target_input(const vikt_dataset *ds, int64_t start,
+                                                int64_t count);
+
+/* --------------------------------------------------------------- training */
+
+/**
+ * @page fit_guide Training: the fit loop, progress, early stopping
+ *
+ * A ::vikt_trainer runs the loop every training program writes: for each
+ * epoch, shuffle the training set (::VIKT_FIT_SHUFFLE), and for each batch
+ * vikt_step_begin(), vikt_zero_grad(), vikt_dataset_input(), the caller's
+ * ::vikt_forward_fn, the loss (::VIKT_FIT_LOSS), vikt_backward() and
+ * vikt_optimizer_step(); then measure the validation set with
+ * vikt_trainer_evaluate(). Nothing in it is private: the same calls
+ * written by hand give the same result (see examples/demo.c).
+ *
+ * @section fit_metrics Metrics
+ *
+ * The loss of an epoch is the mean over its samples (each batch's mean loss
+ * weighted by its size). Accuracy is the share of rows whose largest logit
+ * is the label (cross-entropy), or of elements where (logit > 0) equals
+ * (target >= 0.5) (binary cross-entropy); it is NaN for mean squared error.
+ * Validation metrics are measured after each epoch in evaluation mode: no
+ * tape (vikt_set_grad_enabled() 0), dropout off (vikt_set_training() 0),
+ * parameters unchanged; both modes are put back afterwards.
+ *
+ * @section fit_progress Progress
+ *
+ * Progress goes to stderr, or to a ::vikt_write_fn (vikt_trainer_set_output()).
+ * ::VIKT_PROGRESS_AUTO redraws one line in place (carriage return and
+ * erase-line, at most every 0.1 s) when the output is stderr and stderr is a
+ * terminal, and writes plain lines otherwise. A step line reads
+ * `epoch 3/10  step 120/938  loss 0.4123  1234 samples/s  ETA 0:42` (running
+ * mean loss of the epoch, its speed, the time left in the epoch); plain mode
+ * writes one every ::VIKT_FIT_PRINT_EVERY steps (none by default). Every
+ * epoch ends with a line
+ * `epoch 3/10  loss 0.4123  accuracy 0.8812  val_loss 0.4501  val_accuracy 0.8790  2.1s`
+ * (accuracy fields only where defined, val fields only with a validation
+ * set), and an early stop with
+ * `early stopping: val_loss did not improve for 2 epochs; best epoch 3 (val_loss 0.4501), parameters restored`.
+ * ::VIKT_PROGRESS_OFF writes nothing.
+ *
+ * @section fit_early Early stopping
+ *
+ * With ::VIKT_FIT_PATIENCE p > 0 and a validation set, an epoch improves
+ * when its validation loss is below the best so far minus
+ * ::VIKT_FIT_MIN_DELTA; after p epochs in a row without improvement the fit
+ * stops. With ::VIKT_FIT_RESTORE_BEST (the default) the values of every
+ * parameter and buffer of the best epoch are copied back when the fit ends,
+ * early or not (optimizer state is not rewound). The copy is allocated once,
+ * during the first step.
+ *
+ * @section fit_memory Memory
+ *
+ * vikt_trainer_fit() allocates its label buffer when it starts and the
+ * best-epoch copy during the first step; together with the step arena and
+ * the optimizer state (made by the first step), every later step and
+ * evaluation of the same batch size makes no allocator call. The log file
+ * and the progress output use the C library's stdio.
+ */
+
+/** @brief A training loop with its settings and its last results. */
+typedef struct vikt_trainer vikt_trainer;
+
+/**
+ * @brief The model definition the trainer runs: predictions from a batch.
+ * @param[in] m  The model.
+ * @param[in] x  The batch's features, [batch, feature shape…] (a step tensor).
+ * @param[in] ud The user data given to vikt_trainer_create().
+ * @return Logits or predictions: [batch, classes] for cross-entropy, the
+ *         targets' shape [batch, width] otherwise; NULL on error (recorded
+ *         on the model, as ops do).
+ */
+typedef vikt_tensor *(*vikt_forward_fn)(vikt_model *m, vikt_tensor *x, void *ud);
+
+/** @brief Events a ::vikt_fit_callback_fn is called for. */
+typedef enum vikt_fit_event {
+    VIKT_FIT_STEP_END = 0, /**< After each optimizer step. */
+    VIKT_FIT_EPOCH_END = 1 /**< After each epoch's validation and bookkeeping. */
+} vikt_fit_event;
+
+/**
+ * @brief Called by vikt_trainer_fit() after each step and each epoch;
+ *        vikt_trainer_get() reads where the fit is and what it measured.
+ * @param[in] t     The trainer.
+ * @param[in] event A ::vikt_fit_event.
+ * @param[in] ud    The user data given to vikt_trainer_set_callback().
+ * @return 0 to go on; non-zero to stop the fit after this step or epoch
+ *         (it then returns ::VIKT_OK, with ::VIKT_FIT_STOPPED 2).
+ */
+typedef int (*vikt_fit_callback_fn)(vikt_trainer *t, vikt_fit_event event, void *ud);
+
+/**
+ * @brief Receives progress text.
+ * @param[in] ud   The user data given to vikt_trainer_set_output().
+ * @param[in] text @p len bytes (also NUL-terminated), valid during the call.
+ * @param[in] len  Bytes of text.
+ */
+typedef void (*vikt_write_fn)(void *ud, const char *text, size_t len);
+
+/** @brief The loss a trainer minimizes. */
+typedef enum vikt_loss_kind {
+    VIKT_LOSS_CROSS_ENTROPY = 0, /**< vikt_cross_entropy_loss() on class labels. */
+    VIKT_LOSS_MSE = 1,           /**< vikt_mse_loss() on float targets. */
+    VIKT_LOSS_BCE_WITH_LOGITS = 2 /**< vikt_bce_with_logits_loss() on float targets. */
+} vikt_loss_kind;
+
+/** @brief How progress is shown (@ref fit_progress). */
+typedef enum vikt_progress {
+    VIKT_PROGRESS_OFF = 0,   /**< Nothing. */
+    VIKT_PROGRESS_AUTO = 1,  /**< Redraw on a terminal, plain lines otherwise. */
+    VIKT_PROGRESS_PLAIN = 2, /**< Plain lines. */
+    VIKT_PROGRESS_REDRAW = 3 /**< Redraw one line in place. */
+} vikt_progress;
+
+/** @brief Settings (read and written) and results (read-only) of a trainer. */
+typedef enum vikt_fit_param {
+    VIKT_FIT_EPOCHS = 0,       /**< Epochs, >= 1; default 10. */
+    VIKT_FIT_BATCH_SIZE = 1,   /**< Samples per step, >= 1; default 32. */
+    VIKT_FIT_LOSS = 2,         /**< A ::vikt_loss_kind; default cross-entropy. */
+    VIKT_FIT_SHUFFLE = 3,      /**< 1 (default): vikt_dataset_shuffle() the training set
+                                    before every epoch; 0: keep its order. */
+    VIKT_FIT_DROP_LAST = 4,    /**< 1: skip a last batch smaller than the batch size;
+                                    0 (default): train on it. */
+    VIKT_FIT_PATIENCE = 5,     /**< Early stopping after this many epochs without
+                                    improvement, >= 0; 0 (default) is off. */
+    VIKT_FIT_MIN_DELTA = 6,    /**< The decrease of validation loss that counts as
+                                    improvement, >= 0; default 0. */
+    VIKT_FIT_RESTORE_BEST = 7, /**< 1 (default) or 0: with early stopping, end with
+                                    the best epoch's values. */
+    VIKT_FIT_PROGRESS = 8,     /**< A ::vikt_progress; default auto. */
+    VIKT_FIT_PRINT_EVERY = 9,  /**< Plain mode: a step line every this many steps,
+                                    >= 0; default 0 (epoch lines only). */
+    VIKT_FIT_EPOCH = 10,       /**< Read-only: the current (or last) epoch, from 1. */
+    VIKT_FIT_STEP = 11,        /**< Read-only: the step within the epoch, from 1. */
+    VIKT_FIT_STEPS_PER_EPOCH = 12, /**< Read-only: steps in each epoch. */
+    VIKT_FIT_GLOBAL_STEP = 13, /**< Read-only: steps since the fit began. */
+    VIKT_FIT_BATCH_LOSS = 14,  /**< Read-only: the loss of the last step. */
+    VIKT_FIT_TRAIN_LOSS = 15,  /**< Read-only: the epoch's mean training loss so far. */
+    VIKT_FIT_TRAIN_ACCURACY = 16, /**< Read-only: the epoch's training accuracy so far. */
+    VIKT_FIT_VAL_LOSS = 17,    /**< Read-only: validation loss of the last epoch (NaN
+                                    without a validation set). */
+    VIKT_FIT_VAL_ACCURACY = 18, /**< Read-only: validation accuracy of the last epoch. */
+    VIKT_FIT_BEST_EPOCH = 19,  /**< Read-only: the epoch of the lowest validation loss
+                                    (0 before one is measured). */
+    VIKT_FIT_BEST_VAL_LOSS = 20, /**< Read-only: that loss (NaN before). */
+    VIKT_FIT_STOPPED = 21,     /**< Read-only: 0 ran all epochs, 1 early stopping,
+                                    2 a callback asked. */
+    VIKT_FIT_EPOCH_SECONDS = 22 /**< Read-only: wall time of the last epoch so far. */
+} vikt_fit_param;
+
+/**
+ * @brief Create a trainer with the default settings.
+ * @param[in]  m       The model.
+ * @param[in]  opt     An optimizer of @p m, or NULL for a trainer that only
+ *                     evaluates.
+ * @param[in]  forward The model definition.
+ * @param[in]  ud      Passed to @p forward.
+ * @param[out] out     Receives the trainer; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_trainer_create(vikt_model *m, vikt_optimizer *opt, vikt_forward_fn forward,
+                                 void *ud, vikt_trainer **out);
+
+/**
+ * @brief Destroy a trainer (before its model and optimizer).
+ * @param[in] t The trainer, or NULL (nothing happens).
+ */
+VIKT_API void vikt_trainer_destroy(vikt_trainer *t);
+
+/**
+ * @brief Change a setting; the value is checked first.
+ * @param[in,out] t     The trainer.
+ * @param[in]     param A ::vikt_fit_param that is not read-only.
+ * @param[in]     value The value (counts, flags and enums as whole numbers).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (out of range,
+ *         read-only or unknown; recorded on the model); on error nothing
+ *         changes.
+ */
+VIKT_API int vikt_trainer_set(vikt_trainer *t, vikt_fit_param param, double value);
+
+/**
+ * @brief Read a setting or a result.
+ * @param[in]  t     The trainer.
+ * @param[in]  param A ::vikt_fit_param.
+ * @param[out] value Receives the value.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (unknown).
+ */
+VIKT_API int vikt_trainer_get(const vikt_trainer *t, vikt_fit_param param, double *value);
+
+/**
+ * @brief Send progress text to @p writer instead of stderr.
+ * @param[in,out] t     The trainer.
+ * @param[in]     writer The writer, or NULL for stderr.
+ * @param[in]     ud     Passed to @p writer.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_output(vikt_trainer *t, vikt_write_fn writer, void *ud);
+
+/**
+ * @brief Call @p fn after every step and every epoch of a fit.
+ * @param[in,out] t  The trainer.
+ * @param[in]     fn The callback, or NULL for none.
+ * @param[in]     ud Passed to @p fn.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_trainer_set_callback(vikt_trainer *t, vikt_fit_callback_fn fn, void *ud);
+
+/**
+ * @brief Write one CSV line per epoch to a file during the next fits.
+ *
+ * The file is created (or emptied) when a fit starts, gets the header
+ * `epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds` and one
+ * line per epoch, flushed as it is written; a value that is not defined
+ * (accuracy for MSE, validation without a set) is an empty field.
+ * @param[in,out] t    The trainer.
+ * @param[in]     path The file (copied), or NULL to stop logging.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_trainer_set_log(vikt_trainer *t, const char *path);
+
+/**
+ * @brief Train: epochs of mini-batch steps over @p train, each followed by
+ *        a measurement of @p val (see @ref fit_guide).
+ *
+ * Datasets must belong to the trainer's model; cross-entropy needs labels,
+ * the other losses float targets. Results are read with vikt_trainer_get()
+ * during (from the callback) and after the fit.
+ * @param[in,out] t     The trainer; it must have an optimizer.
+ * @param[in,out] train The training set (its order is reshuffled).
+ * @param[in]     val   The validation set, or NULL.
+ * @return ::VIKT_OK (also when stopped early or by the callback);
+ *         ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (a dataset of another model, the
+ *         wrong kind of targets, or no full batch with drop-last);
+ *         ::VIKT_ERR_STATE (no optimizer, or the model already holds an
+ *         error); ::VIKT_ERR_IO (the log file); or the error of a failed
+ *         step, which the model holds with its message. The model's
+ *         gradient and training modes are put back in every case.
+ */
+VIKT_API int vikt_trainer_fit(vikt_trainer *t, vikt_dataset *train, const vikt_dataset *val);
+
+/**
+ * @brief Measure the loss and accuracy of the model on a dataset in
+ *        evaluation mode (no tape, dropout off, parameters and gradients
+ *        unchanged), in batches of ::VIKT_FIT_BATCH_SIZE in the dataset's
+ *        order.
+ * @param[in,out] t        The trainer.
+ * @param[in]     ds       The dataset.
+ * @param[out]    loss     Receives the mean loss, or NULL.
+ * @param[out]    accuracy Receives the accuracy (NaN for MSE), or NULL.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG, ::VIKT_ERR_STATE,
+ *         ::VIKT_ERR_NOMEM or a step's error (held by the model).
+ */
+VIKT_API int vikt_trainer_evaluate(vikt_trainer *t, const vikt_dataset *ds, double *loss,
+                                   double *accuracy);
 
 /* ------------------------------------------------------- federated averaging */
 
@@ -1977,6 +2702,61 @@ VIKT_API int vikt_fedavg(vikt_model *dst, vikt_model *const *clients, const doub
  */
 VIKT_API int vikt_fedavg_files(vikt_model *dst, const char *const *paths,
                                const double *weights, int64_t k);
+/**
+ * @brief Save a checkpoint: parameters, buffers, the model's random generator
+ *        and, when @p opt is not NULL, the optimizer's hyperparameters,
+ *        counters and state, crash-safely.
+ *
+ * See @ref file_format_checkpoint for the format and the exact-resume
+ * guarantee, and @ref file_format_crash for what a failed save leaves. Nothing
+ * in the model or optimizer changes.
+ * @param[in] m    The model.
+ * @param[in] opt  An optimizer of @p m, or NULL to save no optimizer state.
+ * @param[in] path The file to create or replace; its directory must exist.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (@p opt belongs to another
+ *         model, a name that is not UTF-8, or with an optimizer a model tensor
+ *         whose name starts with "optimizer.", which state tensors use),
+ *         ::VIKT_ERR_NOMEM or ::VIKT_ERR_IO; on failure the previous file is
+ *         untouched and the model's error message names the file and the
+ *         problem.
+ */
+VIKT_API int vikt_checkpoint_save(vikt_model *m, const vikt_optimizer *opt, const char *path);
+
+/**
+ * @brief Load a checkpoint: parameters and buffers by name (strictly), the
+ *        random generator and, when @p opt is not NULL, the optimizer's state.
+ *
+ * Into a model without parameters or buffers, the file's tensors are created
+ * first, as vikt_load() does; layers called afterwards find them. With
+ * @p opt, its state is replaced by the file's: the per-parameter state
+ * (buffers are allocated as needed; parameters the file has no state for
+ * start fresh), the step count and schedule position, the skipped-step count
+ * and every hyperparameter the rule uses (as torch's
+ * `Optimizer.load_state_dict` restores its settings): call
+ * vikt_optimizer_set() afterwards to change one. With @p opt NULL the
+ * optimizer state in the file is not read.
+ *
+ * Everything is validated (see @ref file_format_checkpoint) and allocated
+ * before anything changes; on any failure the model, its random generator
+ * and the optimizer are left as they were, except that a read error while
+ * the values are copied (after every CRC was verified), or the file changing
+ * during the call, can leave parameters partly loaded; the optimizer and the
+ * generator are then unchanged. The load report (vikt_load_report()) and its
+ * counts describe the call like those of vikt_load().
+ * @param[in]     m    The model.
+ * @param[in,out] opt  An optimizer of @p m of the rule the checkpoint was saved
+ *                     with, or NULL.
+ * @param[in]     path The checkpoint file.
+ * @return ::VIKT_OK; ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (@p opt belongs to another
+ *         model, is of another rule than the file's, or the file holds no
+ *         optimizer state); ::VIKT_ERR_FORMAT (not a checkpoint, another
+ *         format version, a malformed or corrupt file, invalid or missing
+ *         optimizer state); ::VIKT_ERR_NOT_FOUND or ::VIKT_ERR_SHAPE (the
+ *         model's tensors differ from the file's, as in a strict vikt_load());
+ *         ::VIKT_ERR_IO; ::VIKT_ERR_NOMEM. The message names the file and the
+ *         problem.
+ */
+VIKT_API int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path);
 
 #ifdef __cplusplus
 }

@@ -238,7 +238,7 @@ int64_t vikt_model_num_trainable(const vikt_model *m) {
 }
 
 /* A module-path match: the name itself, or the prefix followed by '.'. */
-static int matches(const char *name, const char *pattern) {
+int vikt__name_matches(const char *name, const char *pattern) {
     size_t n = strlen(pattern);
     if (n == 0) return 1;
     return strncmp(name, pattern, n) == 0 && (name[n] == '\0' || name[n] == '.' || pattern[n - 1] == '.');
@@ -249,7 +249,7 @@ int64_t vikt_param_freeze(vikt_model *m, const char *pattern, int frozen) {
     if (!pattern) return vikt__fail(m, VIKT_ERR_NULL, "vikt_param_freeze: pattern is NULL");
     int64_t matched = 0;
     for (int64_t i = 0; i < m->nparams; i++) {
-        if (!matches(m->params[i]->name, pattern)) continue;
+        if (!vikt__name_matches(m->params[i]->name, pattern)) continue;
         int rc = vikt_tensor_set_requires_grad(m->params[i], !frozen);
         if (rc) return rc;
         matched++;
@@ -260,20 +260,7 @@ int64_t vikt_param_freeze(vikt_model *m, const char *pattern, int frozen) {
     return matched;
 }
 
-/* Append to a snprintf-style buffer, counting what did not fit. */
-typedef struct {
-    char *buf;
-    size_t size;
-    int64_t len;
-} text_out;
-
-static void emit(text_out *o, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static void emit(text_out *o, const char *fmt, ...) {
+void vikt__emit(vikt__text *o, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     size_t used = o->len < (int64_t)o->size ? (size_t)o->len : o->size;
@@ -284,21 +271,21 @@ static void emit(text_out *o, const char *fmt, ...) {
 
 int64_t vikt_model_summary(const vikt_model *m, char *buf, size_t size) {
     if (!m || (!buf && size)) return VIKT_ERR_NULL;
-    text_out o = {buf, size, 0};
+    vikt__text o = {buf, size, 0};
     if (buf && size) buf[0] = '\0';
     size_t width = 4;
     for (int64_t i = 0; i < m->nparams; i++) {
         size_t len = strlen(m->params[i]->name);
         width = len > width ? len : width;
     }
-    emit(&o, "%-*s  %-16s  %12s  %s\n", (int)width, "name", "shape", "count", "trainable");
+    vikt__emit(&o, "%-*s  %-16s  %12s  %s\n", (int)width, "name", "shape", "count", "trainable");
     for (int64_t i = 0; i < m->nparams; i++) {
         const vikt_tensor *t = m->params[i];
         char dims[VIKT__SHAPE_STR];
-        emit(&o, "%-*s  %-16s  %12lld  %s\n", (int)width, t->name, vikt__shape_str(t, dims),
+        vikt__emit(&o, "%-*s  %-16s  %12lld  %s\n", (int)width, t->name, vikt__shape_str(t, dims),
              (long long)t->numel, t->requires_grad ? "yes" : "no");
     }
-    emit(&o, "total %lld parameters, %lld trainable, %lld frozen, in %lld tensors\n",
+    vikt__emit(&o, "total %lld parameters, %lld trainable, %lld frozen, in %lld tensors\n",
          (long long)vikt_model_num_params(m), (long long)vikt_model_num_trainable(m),
          (long long)(vikt_model_num_params(m) - vikt_model_num_trainable(m)),
          (long long)m->nparams);

@@ -35,3 +35,21 @@ float vikt__rng_normal(vikt__rng *r) {
     double u2 = (double)vikt__rng_u32(r) * (1.0 / 4294967296.0);
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
+
+/* Rejection sampling: draws below the largest multiple of bound are taken
+ * modulo bound, so every value is equally likely (plain modulo would favour
+ * small values). 32-bit draws suffice below 2^32; larger bounds use two. */
+uint64_t vikt__rng_below(vikt__rng *r, uint64_t bound) {
+    if (bound <= 0xffffffffULL) {
+        uint32_t b = (uint32_t)bound, threshold = (uint32_t)(-b) % b;
+        for (;;) {
+            uint32_t x = vikt__rng_u32(r);
+            if (x >= threshold) return x % b;
+        }
+    }
+    uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+        uint64_t x = ((uint64_t)vikt__rng_u32(r) << 32) | vikt__rng_u32(r);
+        if (x >= threshold) return x % bound;
+    }
+}

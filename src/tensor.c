@@ -84,6 +84,7 @@ void vikt__tensor_release(vikt_tensor *t) {
     size_t bytes = (size_t)t->numel * sizeof(float);
     vikt__free(m, t->data, bytes);
     vikt__free(m, t->grad, bytes);
+    vikt__free(m, t->mask, (size_t)t->numel);
     if (t->name) vikt__free(m, t->name, strlen(t->name) + 1);
     vikt__free(m, t, sizeof *t);
 }

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define VIKT__ALIGN 64
 #define VIKT__ERRMSG_MAX 256
@@ -48,6 +49,7 @@ void vikt__rng_seed(vikt__rng *r, uint64_t seed);
 uint32_t vikt__rng_u32(vikt__rng *r);
 float vikt__rng_uniform(vikt__rng *r); /* [0, 1) with 24 bits */
 float vikt__rng_normal(vikt__rng *r);  /* N(0, 1) */
+uint64_t vikt__rng_below(vikt__rng *r, uint64_t bound); /* uniform in [0, bound), bound >= 1 */
 
 /* ---------------------------------------------------------------- tensors */
 
@@ -72,6 +74,9 @@ struct vikt_tensor {
     vikt__record *producer; /* the tape record that made it, or NULL (leaf) */
     const char *op_name;    /* the op that computed it, recorded or not; NULL if none */
     char *name;        /* parameters only */
+    /* Parameters only: numel bytes, 1 kept, 0 pruned; NULL unless pruned
+     * (src/prune.c). Optimizer steps and loads keep masked values at 0. */
+    uint8_t *mask;
     /* Persistent tensors are on the model's list so destroy can free them. */
     vikt_tensor *owned_prev, *owned_next;
 };
@@ -227,6 +232,33 @@ static inline float vikt__tanh(float x) {
  * max is not finite the result is 0, so x_j - max gives what x_j - lse did. */
 float vikt__logsumexp(const float *x, int64_t n, float *max);
 
+/* A module-path match (src/param.c): name equals pattern, or begins with it
+ * followed by '.' (or pattern ends in '.'); "" matches every name. */
+int vikt__name_matches(const char *name, const char *pattern);
+
+/* Text appended like snprintf (src/param.c): len counts every byte asked
+ * for, what did not fit in buf[size] included. */
+typedef struct vikt__text {
+    char *buf;
+    size_t size;
+    int64_t len;
+} vikt__text;
+
+void vikt__emit(vikt__text *o, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- pruning */
+
+/* Hooks of vikt_optimizer_step (src/prune.c): zero the gradients, then the
+ * values, of every parameter's masked entries. Allocate nothing. */
+void vikt__prune_mask_grads(vikt_model *m);
+void vikt__prune_mask_weights(vikt_model *m);
+/* Set a parameter's masked values to 0. */
+void vikt__prune_apply_mask(vikt_tensor *t);
+
 /* ----------------------------------------------------------------- layers */
 
 #define VIKT__NAME_MAX 256
@@ -263,8 +295,57 @@ vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight
 vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, vikt_tensor *running_mean,
                               vikt_tensor *running_var, int training, float momentum, float eps);
+/* y = x·Wᵀ + b for x [..., in] of rank 1 to 3 (src/ops/linear.c). */
+vikt_tensor *vikt__linear(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b);
+/* softmax(Q_h·K_hᵀ/√dh [causal])·V_h per head h of q, k, v [N, T, D], heads
+ * merged back into [N, T, D] (src/ops/attention.c); the caller checked that
+ * heads divides D. */
+vikt_tensor *vikt__attention_core(vikt_model *m, vikt_tensor *q, vikt_tensor *k, vikt_tensor *v,
+                                  int64_t heads, int causal);
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,
                              const int64_t *shape);
+
+/* ------------------------------------------------------------------ data */
+
+/* Samples shared by a dataset and the datasets split from it; freed when
+ * the last one is destroyed. Owned stores (loaders) hold model memory;
+ * borrowed ones point at the caller's arrays. */
+typedef struct vikt__samples {
+    int refs;
+    int owned;
+    int64_t rows;          /* samples stored */
+    int64_t sample_numel;  /* floats per sample */
+    int64_t target_width;  /* floats per target row, 0 without targets */
+    float *features;       /* rows x sample_numel */
+    int32_t *labels;       /* rows, or NULL */
+    float *targets;        /* rows x target_width, or NULL */
+} vikt__samples;
+
+struct vikt_dataset {
+    vikt_model *model;
+    vikt__samples *samples;
+    int64_t n;             /* length of the order */
+    int64_t *order;        /* n row indices into samples */
+    int rank;              /* of one sample, 1..3 */
+    int64_t shape[3];
+    int64_t sample_numel;
+    int64_t target_width;  /* 0 unless float targets */
+    int64_t classes;       /* 0 unless labels */
+};
+
+/* A dataset over samples (taking a reference) with the order 0..n-1;
+ * NULL with VIKT_ERR_NOMEM recorded. */
+vikt_dataset *vikt__dataset_new(vikt_model *m, const char *opname, vikt__samples *s, int rank,
+                                const int64_t *shape, int64_t target_width, int64_t classes);
+/* Owned samples with room for rows (labels when with_labels); NULL with
+ * VIKT_ERR_NOMEM recorded. */
+vikt__samples *vikt__samples_alloc(vikt_model *m, const char *opname, int64_t rows,
+                                   int64_t sample_numel, int with_labels);
+void vikt__samples_release(vikt_model *m, vikt__samples *s);
+/* Open a regular file for reading and take its size; VIKT_ERR_IO recorded
+ * naming opname and path otherwise. */
+int vikt__data_open(vikt_model *m, const char *opname, const char *path, FILE **f,
+                    uint64_t *size);
 
 /* ------------------------------------------------------------------ gemm */
 
@@ -277,6 +358,18 @@ int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int6
                int64_t N, int64_t K,
                float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc);
+/* For ops that run their own tasks on the model's threads (vikt__pool_run):
+ * vikt__gemm_reserve, on the model's thread before the tasks start, makes
+ * the packing buffers of threads 0..threads-1 fit an op(A)·op(B) of this
+ * shape (VIKT_OK, or VIKT_ERR_NOMEM recorded naming opname); then
+ * vikt__gemm_on computes one product of a reserved shape whole on task
+ * t with thread t's buffer. It never fails and, the product being computed
+ * by the same kernel as vikt__gemm would, gives the same bits. */
+int vikt__gemm_reserve(vikt_model *m, const char *opname, int threads, int trans_a, int trans_b,
+                       int64_t M, int64_t N, int64_t K);
+void vikt__gemm_on(vikt_model *m, int t, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                   float beta, float *C, int64_t ldc);
 /* Free the model's packing buffers (they are made again on next use). */
 void vikt__gemm_release(vikt_model *m);
 void vikt__gemm_scalar(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,

@@ -747,6 +747,76 @@ static void layer_errors(void **state) {
     vikt_model_destroy(m);
 }
 
+/* The attention core's own buffers: the weights P kept for backward and the
+ * score gradient of backward. With T = 600 each is larger than an arena
+ * chunk, so each is an allocator call of its own; failing every call in
+ * turn must hit both, each reported as VIKT_ERR_NOMEM naming it. */
+static void attention_buffers_out_of_memory(void **state) {
+    (void)state;
+    enum { T = 600, D = 4 };
+    static float data[T * D];
+    vt_fill(data, T * D, 8, -1, 1);
+    int completed = 0, saw_weights = 0, saw_scores = 0;
+    for (int64_t n = 1; n < 200 && !completed; n++) {
+        vt_alloc_reset();
+        vikt_model *m = vt_model(4);
+        int64_t start = vt_stats.calls;
+        vt_stats.fail_at = start + n;
+        vikt_tensor *x = vikt_input(m, 3, (int64_t[]){1, T, D}, data);
+        vikt_tensor_set_requires_grad(x, 1);
+        int rc = vikt_backward(m, vikt_sum(m, vikt_attention(m, "a", x, 2, 1)));
+        if (vt_stats.calls < start + n) {
+            assert_int_equal(rc, VIKT_OK);
+            completed = 1;
+        } else {
+            const char *msg = vikt_model_errmsg(m);
+            if (vikt_model_errcode(m) != VIKT_ERR_NOMEM)
+                fail_msg("failing call %lld: error %d \"%s\"", (long long)n,
+                         vikt_model_errcode(m), msg);
+            saw_weights |= strstr(msg, "vikt_attention: out of memory for the attention weights") != NULL;
+            saw_scores |= strstr(msg, "vikt_attention: out of memory for a 600x600 score gradient") != NULL;
+        }
+        vt_stats.fail_at = 0;
+        vikt_model_destroy(m);
+        assert_int_equal(vt_stats.live, 0);
+    }
+    assert_true(completed);
+    assert_true(saw_weights);
+    assert_true(saw_scores);
+}
+
+/* The attention core deals its (sample, head) pairs to the threads, each
+ * product whole on one: output and gradients are the same bytes with 1 and 3
+ * threads (a shape above the size where it goes parallel). */
+static void attention_bytes(int threads, float *out, float *grad) {
+    enum { N = 3, T = 64, D = 64 };
+    static float xs[N * T * D];
+    vt_fill(xs, N * T * D, 12, -1, 1);
+    vikt_model *m = vt_model(6);
+    if (vikt_set_num_threads(m, threads) != VIKT_OK) { /* a build without threads */
+        vikt_model_clear_error(m);
+        assert_int_equal(vikt_set_num_threads(m, 1), VIKT_OK);
+    }
+    vikt_tensor *x = vikt_input(m, 3, (int64_t[]){N, T, D}, xs);
+    assert_int_equal(vikt_tensor_set_requires_grad(x, 1), VIKT_OK);
+    vikt_tensor *y = vikt_attention(m, "a", x, 4, 1);
+    assert_non_null(y);
+    assert_int_equal(vikt_backward(m, vikt_sum(m, vikt_square(m, y))), VIKT_OK);
+    memcpy(out, vikt_tensor_data(y), sizeof(float) * N * T * D);
+    memcpy(grad, vikt_tensor_grad(x), sizeof(float) * N * T * D);
+    vikt_model_destroy(m);
+}
+
+static void attention_same_bytes_any_thread_count(void **state) {
+    (void)state;
+    enum { COUNT = 3 * 64 * 64 };
+    static float y1[COUNT], g1[COUNT], y3[COUNT], g3[COUNT];
+    attention_bytes(1, y1, g1);
+    attention_bytes(3, y3, g3);
+    assert_memory_equal(y1, y3, sizeof y1);
+    assert_memory_equal(g1, g3, sizeof g1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(torch_attention_causal),
@@ -768,6 +838,8 @@ int main(void) {
         cmocka_unit_test(moe_single_expert_is_its_mlp),
         cmocka_unit_test(steady_state_allocates_nothing),
         cmocka_unit_test(out_of_memory_is_reported),
+        cmocka_unit_test(attention_buffers_out_of_memory),
+        cmocka_unit_test(attention_same_bytes_any_thread_count),
         cmocka_unit_test(op_errors),
         cmocka_unit_test(layer_errors),
     };

@@ -684,6 +684,66 @@ static void conv_out_of_memory(void **state) {
     vikt_model_destroy(m);
 }
 
+/* Max pooling keeps its argmax indices in the arena for backward: each
+ * allocation of the call fails in turn (one of them the indices'), with an
+ * error and no crash, until the call succeeds. */
+static void max_pool_out_of_memory(void **state) {
+    (void)state;
+    vikt_model *m = vt_model(9);
+    vikt_tensor *x = vikt_zeros(m, 4, (int64_t[]){4, 16, 256, 256});
+    assert_int_equal(vikt_tensor_set_requires_grad(x, 1), VIKT_OK);
+    int saw_indices = 0;
+    vikt_tensor *y = NULL;
+    for (int64_t n = 1; !y; n++) {
+        assert_true(n < 20);
+        vt_stats.fail_at = vt_stats.calls + n;
+        y = vikt_max_pool2d(m, x, 2, 2);
+        vt_stats.fail_at = 0;
+        if (y) break;
+        saw_indices |= strstr(vikt_model_errmsg(m), "indices") != NULL;
+        vt_expect_error(m, VIKT_ERR_NOMEM, "vikt_max_pool2d", NULL);
+    }
+    assert_true(saw_indices);
+    assert_int_equal(vikt_tensor_dim(y, 2), 128);
+    vikt_model_destroy(m);
+}
+
+/* Max pooling cuts large inputs into ranges of planes, one per thread: the
+ * output and the input gradient are the same bytes with 1 and 3 threads,
+ * for the unrolled 2x2 window and the general one. */
+static void pool_bytes(int threads, int64_t kernel, int64_t stride, float *out, float *grad) {
+    enum { N = 8, C = 16, H = 33, W = 32 };
+    static float xs[N * C * H * W];
+    vt_fill(xs, N * C * H * W, 9, -1, 1);
+    vikt_model *m = vt_model(2);
+    if (vikt_set_num_threads(m, threads) != VIKT_OK) { /* a build without threads */
+        vikt_model_clear_error(m);
+        assert_int_equal(vikt_set_num_threads(m, 1), VIKT_OK);
+    }
+    vikt_tensor *x = grad_input(m, 4, (int64_t[]){N, C, H, W}, xs);
+    vikt_tensor *y = vikt_max_pool2d(m, x, kernel, stride);
+    backward_projection(m, y);
+    memcpy(out, vikt_tensor_data(y), (size_t)vikt_tensor_numel(y) * sizeof(float));
+    memcpy(grad, vikt_tensor_grad(x), sizeof(float) * N * C * H * W);
+    vikt_model_destroy(m);
+}
+
+static void max_pool_same_bytes_any_thread_count(void **state) {
+    (void)state;
+    size_t n = 8 * 16 * 33 * 32;
+    float *y1 = calloc(n, sizeof(float)), *y3 = calloc(n, sizeof(float));
+    float *g1 = malloc(n * sizeof(float)), *g3 = malloc(n * sizeof(float));
+    assert_true(y1 && y3 && g1 && g3);
+    static const int64_t windows[2][2] = {{2, 2}, {3, 2}};
+    for (int w = 0; w < 2; w++) {
+        pool_bytes(1, windows[w][0], windows[w][1], y1, g1);
+        pool_bytes(3, windows[w][0], windows[w][1], y3, g3);
+        assert_memory_equal(y1, y3, n * sizeof(float));
+        assert_memory_equal(g1, g3, n * sizeof(float));
+    }
+    free(y1), free(y3), free(g1), free(g3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conv_matches_pytorch),
@@ -705,6 +765,8 @@ int main(void) {
         cmocka_unit_test(steady_state_allocates_nothing),
         cmocka_unit_test(conv_same_bytes_any_thread_count),
         cmocka_unit_test(conv_out_of_memory),
+        cmocka_unit_test(max_pool_out_of_memory),
+        cmocka_unit_test(max_pool_same_bytes_any_thread_count),
     };
     return cmocka_run_group_tests_name("layers_cnn", tests, NULL, NULL);
 }

@@ -91,7 +91,7 @@ static void orthogonal_is_orthogonal(void **state) {
     vikt_model *m = vt_model(5);
     int64_t shapes[3][2] = {{6, 10}, {10, 6}, {8, 8}};
     for (int s = 0; s < 3; s++) {
-        char name[8];
+        char name[16]; /* room for any int: -Wformat-truncation at -O1 */
         snprintf(name, sizeof name, "q%d", s);
         vikt_tensor *q = vikt_param(m, name, 2, shapes[s], VIKT_INIT_ORTHOGONAL);
         assert_non_null(q);

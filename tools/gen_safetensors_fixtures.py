@@ -27,6 +27,7 @@ The format is written and read by hand here (no safetensors package): an
         rewrites vikt_mlp.safetensors, then run --check.
 """
 
+import base64
 import json
 import math
 import os
@@ -88,13 +89,19 @@ def st_file(tensors, metadata=None, pad=True):
     return raw_file(text, b"".join(t[3] for t in tensors))
 
 
-def vikt_style(tensors, kinds=None):
-    """As vikt_save writes: format pt, a CRC32C per tensor, kinds."""
+def vikt_style(tensors, kinds=None, masks=None):
+    """As vikt_save writes: format pt, a CRC32C per tensor, kinds, and pruning
+    masks (lists of 0/1) as base64 bitmaps, value i in bit i % 8 of byte i / 8."""
     meta = {"format": "pt"}
     for name, _, _, raw in tensors:
         meta["vikt.crc32c." + name] = "%08x" % crc32c(raw)
     for name, kind in (kinds or {}).items():
         meta["vikt.kind." + name] = kind
+    for name, mask in (masks or {}).items():
+        bitmap = bytearray((len(mask) + 7) // 8)
+        for i, keep in enumerate(mask):
+            bitmap[i // 8] |= keep << (i % 8)
+        meta["vikt.mask." + name] = base64.b64encode(bytes(bitmap)).decode("ascii")
     return st_file(tensors, meta)
 
 
@@ -490,6 +497,9 @@ def seeds(files):
     files[CORPUS / "vikt_style"] = vikt_style(
         [("fc.weight", "F32", (1, 2), A8), ("bn.running_mean", "F32", (1,), f32(0.5)),
          ("opt.exp_avg", "F32", (2,), A8)], {"bn.running_mean": "buffer", "opt.exp_avg": "optimizer"})
+    files[CORPUS / "vikt_masks"] = vikt_style(
+        [("t", "F32", (2,), f32(0.0, 2.0)), ("w", "F32", (2, 3), f32(1, 0, 3, 4, 0, 6))],
+        masks={"t": [0, 1], "w": [1, 0, 1, 1, 0, 1]})
     files[CORPUS / "whitespace"] = raw_file(' \n\t{ "a" :\r\n{ "dtype" : "F32" , "shape" : [ 2 ] ,'
                                             ' "data_offsets" : [ 0 , 8 ] } }  ', A8)
 

@@ -11,9 +11,10 @@
  *                   read a view of any dtype as float32; write named float32
  *                   tensors and metadata crash-safely
  *
- * vikt_save()/vikt_load() (model_io.c) are one user; checkpoints (optimizer
- * state as more named tensors and metadata) and the vikt command-line tool
- * (inspect, diff) are meant to be others. Nothing here is installed. */
+ * vikt_save()/vikt_load() (model_io.c) are one user; checkpoints
+ * (checkpoint.c: optimizer state as more named tensors and metadata, loaded
+ * through an extension of the model loader) another; the vikt command-line
+ * tool (inspect, diff) is meant to be a third. Nothing here is installed. */
 #ifndef VIKT_IO_H
 #define VIKT_IO_H
 
@@ -248,9 +249,87 @@ typedef struct vikt__st_entry {
 int vikt__st_write(vikt_model *m, const char *op, const char *path, const vikt__st_entry *t,
                    int64_t n, const char *const *meta, int64_t nmeta);
 
+/* ---------------------------------------------------------------- loading */
+
+/* What the model loader (model_io.c) decided for each tensor of a file, kept
+ * as its mark (vikt__st_mark); the slot holds the destination. */
+enum vikt__load_mark {
+    VIKT__MARK_NONE = 0,
+    VIKT__MARK_LOAD = 1,     /* into the model's tensor of that name (slot: the vikt_tensor) */
+    VIKT__MARK_CREATE = 2,   /* created in an empty model (slot: the vikt_tensor, once made) */
+    VIKT__MARK_MISMATCH = 3, /* the model's, but of another shape or dtype */
+    VIKT__MARK_IGNORED = 4,  /* of another kind than parameter or buffer: not the model's */
+    VIKT__MARK_CLAIMED = 5   /* of another kind, loaded by an extension (slot: numel floats) */
+};
+
+/* What a checkpoint loads besides the model's tensors, in the loader's own
+ * all-or-nothing order: match, check, verify every CRC, create, prepare,
+ * copy, then commit or discard. */
+typedef struct vikt__load_ext vikt__load_ext;
+struct vikt__load_ext {
+    /* The model's tensors are matched and nothing has changed: validate the
+     * rest of the file and claim the tensors to load (vikt__load_claim). */
+    int (*check)(vikt__load_ext *x, vikt__st *st);
+    /* Every CRC is verified and tensors are created: allocate, and give each
+     * claimed tensor its destination (vikt__st_set_slot). A failure must
+     * leave nothing allocated. */
+    int (*prepare)(vikt__load_ext *x, vikt__st *st);
+    /* After a successful prepare, one of the two: every value was copied
+     * (take them into use), or a read failed (free what prepare made). */
+    void (*commit)(vikt__load_ext *x);
+    void (*discard)(vikt__load_ext *x);
+};
+
+/* Mark a tensor of another kind for loading by the extension. */
+void vikt__load_claim(vikt__st *st, const vikt__st_tensor *t);
+/* A strict load of path into m (as vikt_load), extended by x; op names the
+ * public call. The report and counts are the load's, as for vikt_load. */
+int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x);
+
+/* The CRC32C a checkpoint keeps of its own metadata (checkpoint.c) when
+ * vikt__st_write writes e and meta: the XOR of crc32c(key NUL value NUL)
+ * over the pairs whose key starts with "vikt." (the "vikt.kind.<name>" pairs
+ * of the entries included), except "vikt.checkpoint.crc32c" and the
+ * per-tensor "vikt.crc32c.<name>". */
+uint32_t vikt__checkpoint_crc(const vikt__st_entry *e, int64_t n, const char *const *meta,
+                              int64_t nmeta);
+
 /* Messages quote names and paths shortened to keep the problem visible in
  * the model's fixed-size error text: "%s%s" with these two. */
 const char *vikt__clip_prefix(const char *s, size_t max); /* "..." or "" */
 const char *vikt__clip_tail(const char *s, size_t max);   /* the last max bytes */
+
+/* ------------------------------------------------------- pruning masks */
+
+#define VIKT__MASK_KEY "vikt.mask." /* the prefix of every mask's metadata key */
+
+/* vikt_save's metadata for the pruning masks (mask_io.c): pairs[2i] is
+ * "vikt.mask.<name>", pairs[2i + 1] the mask in base64; n pairs, none
+ * (and nothing allocated) for a model without masks. */
+typedef struct vikt__mask_meta {
+    const char **pairs;
+    int64_t n;
+    char *text; /* the keys and values, one block */
+    size_t text_size;
+} vikt__mask_meta;
+
+int vikt__mask_meta_make(vikt_model *m, const char *op, vikt__mask_meta *mm);
+void vikt__mask_meta_free(vikt_model *m, vikt__mask_meta *mm);
+
+/* A load's masks, in two steps so that a load that fails changes nothing:
+ * prepare (before anything is copied) checks every mask entry and decodes
+ * those of the tensors `wanted` says will be loaded; commit (after the copy)
+ * gives each loaded tensor the file's mask, or none, and zeroes its masked
+ * values. free releases what commit did not take. */
+typedef int (*vikt__st_pred)(const vikt__st *st, const vikt__st_tensor *t);
+typedef struct vikt__mask_load {
+    struct vikt__mask_pending *p;
+    int64_t n;
+} vikt__mask_load;
+
+int vikt__mask_load_prepare(vikt_model *m, vikt__st *st, const char *op, vikt__st_pred wanted,
+                            vikt__mask_load *ml);
+void vikt__mask_load_commit(vikt__st *st, vikt__st_pred wanted, vikt__mask_load *ml);
+void vikt__mask_load_free(vikt_model *m, vikt__mask_load *ml);
 
 #endif

@@ -5,7 +5,11 @@
  * validated, every name is matched and every shape checked, and every CRC32C
  * verified (one read of the data) before the first value is copied (a
  * second read). Only a read that fails after that, or a file changed
- * between the two reads, can leave a model partly loaded. */
+ * between the two reads, can leave a model partly loaded.
+ *
+ * A checkpoint load (checkpoint.c) is a strict load with an extension
+ * (vikt__load_ext) that checks and claims the optimizer's tensors before
+ * the CRCs are verified and prepares their destinations before the copy. */
 #include "io.h"
 
 #include <stdio.h>
@@ -17,7 +21,11 @@
 #define QARG(s) vikt__clip_prefix(s, NAME_CLIP), vikt__clip_tail(s, NAME_CLIP)
 
 /* What a load decided for a file tensor (its mark in the table). */
-enum { MARK_NONE = 0, MARK_LOAD = 1, MARK_CREATE = 2, MARK_MISMATCH = 3, MARK_IGNORED = 4 };
+enum {
+    MARK_NONE = VIKT__MARK_NONE, MARK_LOAD = VIKT__MARK_LOAD, MARK_CREATE = VIKT__MARK_CREATE,
+    MARK_MISMATCH = VIKT__MARK_MISMATCH, MARK_IGNORED = VIKT__MARK_IGNORED,
+    MARK_CLAIMED = VIKT__MARK_CLAIMED
+};
 
 /* ---------------------------------------------------------------- report */
 
@@ -197,9 +205,20 @@ static void classify(loader *L) {
     classify_rest(L);
 }
 
-static int wanted(const vikt__st *st, const vikt__st_tensor *f) {
+/* File tensors whose values go into model tensors. */
+static int into_model(const vikt__st *st, const vikt__st_tensor *f) {
     int mark = vikt__st_mark(st, f);
     return mark == MARK_LOAD || mark == MARK_CREATE;
+}
+
+/* ... and those an extension claimed (a checkpoint's optimizer state). */
+static int wanted(const vikt__st *st, const vikt__st_tensor *f) {
+    return into_model(st, f) || vikt__st_mark(st, f) == MARK_CLAIMED;
+}
+
+void vikt__load_claim(vikt__st *st, const vikt__st_tensor *t) {
+    if (vikt__st_mark(st, t) == MARK_IGNORED) st->f->m->io->counts[VIKT_LOAD_IGNORED]--;
+    vikt__st_set_mark(st, t, MARK_CLAIMED);
 }
 
 /* Every CRC32C checked before anything changes; reads the data once. */
@@ -245,11 +264,12 @@ static int copy(loader *L, unsigned char *chunk) {
         vikt__st_tensor f;
         vikt__st_at(L->st, i, &f);
         if (!wanted(L->st, &f)) continue;
-        vikt_tensor *t = vikt__st_slot(L->st, &f);
-        int rc = vikt__st_read_f32(L->st, &f, t->data, chunk);
+        void *slot = vikt__st_slot(L->st, &f);
+        float *dst = vikt__st_mark(L->st, &f) == MARK_CLAIMED ? slot : ((vikt_tensor *)slot)->data;
+        int rc = vikt__st_read_f32(L->st, &f, dst, chunk);
         if (rc) return rc;
         L->counts[VIKT_LOAD_LOADED]++;
-        L->values += t->numel;
+        L->values += f.numel;
     }
     return VIKT_OK;
 }
@@ -263,24 +283,33 @@ static int strict_failure(loader *L) {
                          (long long)L->counts[VIKT_LOAD_MISMATCHED], L->first);
 }
 
-/* Verify, create, copy; on failure nothing created is left behind. */
-static int apply(loader *L) {
+/* Verify, create, prepare the extension, copy; on failure nothing created
+ * is left behind. */
+static int apply(loader *L, vikt__load_ext *x) {
     unsigned char *chunk = vikt__alloc(L->m, VIKT__IO_CHUNK);
     if (!chunk) return vikt__io_fail(L->m, VIKT_ERR_NOMEM, L->op, L->st->f->path, "out of memory");
+    vikt__mask_load masks = {NULL, 0};
     int rc = verify(L, chunk);
+    if (!rc) rc = vikt__mask_load_prepare(L->m, L->st, L->op, into_model, &masks);
     if (!rc) rc = create(L);
-    if (!rc) {
-        rc = copy(L, chunk);
-        if (rc && L->empty) {
-            uncreate(L->m);
-            L->counts[VIKT_LOAD_LOADED] = L->counts[VIKT_LOAD_CREATED] = 0;
-        }
+    int prepared = 0;
+    if (!rc && x) {
+        rc = x->prepare(x, L->st);
+        prepared = !rc;
     }
+    if (!rc) rc = copy(L, chunk);
+    if (prepared) (rc ? x->discard : x->commit)(x);
+    if (rc && L->empty) {
+        uncreate(L->m);
+        L->counts[VIKT_LOAD_LOADED] = L->counts[VIKT_LOAD_CREATED] = 0;
+    }
+    if (!rc) vikt__mask_load_commit(L->st, into_model, &masks);
+    vikt__mask_load_free(L->m, &masks);
     vikt__free(L->m, chunk, VIKT__IO_CHUNK);
     return rc;
 }
 
-static int load(vikt_model *m, vikt__file *f, vikt_load_mode mode) {
+static int load(vikt_model *m, vikt__file *f, vikt_load_mode mode, vikt__load_ext *x) {
     vikt__st st;
     int rc = vikt__st_open(&st, f);
     if (rc) return rc;
@@ -291,7 +320,9 @@ static int load(vikt_model *m, vikt__file *f, vikt_load_mode mode) {
     classify(&L);
     int64_t problems = L.counts[VIKT_LOAD_MISSING] + L.counts[VIKT_LOAD_UNEXPECTED] +
                        L.counts[VIKT_LOAD_MISMATCHED];
-    rc = mode == VIKT_LOAD_STRICT && problems ? strict_failure(&L) : apply(&L);
+    if (mode == VIKT_LOAD_STRICT && problems) rc = strict_failure(&L);
+    else rc = x ? x->check(x, &st) : VIKT_OK;
+    if (!rc) rc = apply(&L, x);
     if (!rc)
         report_add(m, 1, "%s: %s%s: loaded %lld tensors (%lld values), created %lld; %lld missing, "
                          "%lld unexpected, %lld mismatched, %lld ignored",
@@ -341,7 +372,17 @@ int vikt_load(vikt_model *m, const char *path, vikt_load_mode mode) {
     }
     vikt__file f;
     rc = vikt__file_open(&f, m, "vikt_load", path);
-    if (!rc) rc = load(m, &f, mode);
+    if (!rc) rc = load(m, &f, mode, NULL);
+    vikt__file_close(&f);
+    return finish(m, rc);
+}
+
+int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x) {
+    int rc = begin(m, op, VIKT_LOAD_STRICT);
+    if (rc) return rc;
+    vikt__file f;
+    rc = vikt__file_open(&f, m, op, path);
+    if (!rc) rc = load(m, &f, VIKT_LOAD_STRICT, x);
     vikt__file_close(&f);
     return finish(m, rc);
 }
@@ -357,7 +398,7 @@ int vikt_load_buffer(vikt_model *m, const void *data, size_t size, vikt_load_mod
     }
     vikt__file f;
     vikt__file_memory(&f, m, "vikt_load_buffer", data ? data : "", size);
-    return finish(m, load(m, &f, mode));
+    return finish(m, load(m, &f, mode, NULL));
 }
 
 /* ------------------------------------------------------------------ save */
@@ -379,7 +420,10 @@ int vikt_save(vikt_model *m, const char *path) {
         e[i].data = t->data;
         e[i].numel = t->numel;
     }
-    int rc = vikt__st_write(m, "vikt_save", path, e, n, NULL, 0);
+    vikt__mask_meta masks;
+    int rc = vikt__mask_meta_make(m, "vikt_save", &masks);
+    if (!rc) rc = vikt__st_write(m, "vikt_save", path, e, n, masks.pairs, masks.n);
+    vikt__mask_meta_free(m, &masks);
     vikt__free(m, e, bytes);
     return rc;
 }

@@ -270,6 +270,32 @@ int vikt__gemm_run(vikt_model *m, const vikt__gemm_kernel *k, const vikt__gemm_j
     return VIKT_OK;
 }
 
+int vikt__gemm_reserve(vikt_model *m, const char *opname, int threads, int trans_a, int trans_b,
+                       int64_t M, int64_t N, int64_t K) {
+    vikt__gemm_job j = {trans_a != 0, trans_b != 0, M, N, K, 1.0f, 0.0f, NULL, 0, NULL, 0, NULL, 0};
+    size_t need = vikt__gemm_kernel_default()->ws_floats(&j);
+    for (int t = 0; need && t < threads; t++)
+        if (ensure_ws(m, t, need))
+            return vikt__fail(m, VIKT_ERR_NOMEM,
+                              "%s: out of memory for the packing buffers of a %lldx%lldx%lld "
+                              "product",
+                              opname, (long long)M, (long long)N, (long long)K);
+    return VIKT_OK;
+}
+
+void vikt__gemm_on(vikt_model *m, int t, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                   float beta, float *C, int64_t ldc) {
+    vikt__gemm_job j = {trans_a != 0, trans_b != 0, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    if (M <= 0 || N <= 0) return;
+    if (alpha == 0.0f || K <= 0) {
+        scale_only(&j);
+        return;
+    }
+    const vikt__gemm_kernel *k = vikt__gemm_kernel_default();
+    k->run(&j, k->ws_floats(&j) ? m->gemm_ws->buf[t] : NULL);
+}
+
 int vikt__gemm(vikt_model *m, const char *opname, int trans_a, int trans_b, int64_t M,
                int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                int64_t ldb, float beta, float *C, int64_t ldc) {

@@ -1,4 +1,5 @@
-/* Dense (linear) layer: y = x·Wᵀ + b with W [out, in], as torch.nn.Linear. */
+/* Dense (linear) layer: y = x·Wᵀ + b with W [out, in], as torch.nn.Linear;
+ * the parameters, then the op of src/ops/linear.c. */
 #include "../vikt_internal.h"
 
 #include <math.h>
@@ -25,10 +26,5 @@ vikt_tensor *vikt_dense(vikt_model *m, const char *name, vikt_tensor *x, int64_t
     vikt_tensor *b = vikt__layer_param(m, op, name, "bias", 1, (int64_t[]){out_features},
                                        VIKT__FILL_UNIFORM, bound);
     if (!w || !b) return NULL;
-    if (x->rank == 1) {
-        vikt_tensor *row = vikt_reshape(m, x, 2, (int64_t[]){1, in});
-        return vikt_reshape(m, vikt_add(m, vikt_matmul_t(m, row, w, 0, 1), b), 1,
-                            (int64_t[]){out_features});
-    }
-    return vikt_add(m, vikt_matmul_t(m, x, w, 0, 1), b);
+    return vikt__linear(m, x, w, b);
 }

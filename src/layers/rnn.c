@@ -349,11 +349,12 @@ static int get_params(vikt_model *m, const char *op, const char *name, int64_t i
     return p->b_hh ? VIKT_OK : m->errcode;
 }
 
-/* x·W_ihᵀ + bias for all steps at once: [N·T, G·H]. */
+/* x·W_ihᵀ + bias for all steps at once: [N·T, G·H], by the dense layer's op
+ * (the bias is the product's starting value, not a broadcast add). */
 static vikt_tensor *input_projection(vikt_model *m, vikt_tensor *x, vikt_tensor *w_ih,
                                      vikt_tensor *bias) {
     vikt_tensor *rows = vikt_reshape(m, x, 2, (int64_t[]){x->shape[0] * x->shape[1], x->shape[2]});
-    return vikt_add(m, vikt_matmul_t(m, rows, w_ih, 0, 1), bias);
+    return vikt__linear(m, rows, w_ih, bias);
 }
 
 /* The T hidden states [N, H] side by side are [N, T·H], i.e. [N, T, H]. */

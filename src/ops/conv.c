@@ -132,6 +132,20 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
             }
 }
 
+/* dst[i] += src[i]: the stride-1 case of col2im, where the two never
+ * overlap (col is arena scratch, dx a gradient). Four independent lanes keep
+ * the loop free of the store-to-load chain the strided form had (col2im was
+ * 14 % of the CNN bench step). */
+static void add_row(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float a = dst[i] + src[i], b = dst[i + 1] + src[i + 1];
+        float c = dst[i + 2] + src[i + 2], d = dst[i + 3] + src[i + 3];
+        dst[i] = a, dst[i + 1] = b, dst[i + 2] = c, dst[i + 3] = d;
+    }
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 /* The adjoint of im2col: dx[c][ih][iw] += every col entry im2col read from it. */
 static void col2im_add(const conv_geom *g, const float *col, float *dx) {
     for (int64_t c = 0; c < g->C; c++)
@@ -145,97 +159,170 @@ static void col2im_add(const conv_geom *g, const float *col, float *dx) {
                 for (int64_t oh = h0; oh < h1; oh++) {
                     const float *r = row + oh * g->Wo;
                     float *dst = dx + (c * g->H + oh * g->stride + off_h) * g->W + off_w;
-                    for (int64_t ow = w0; ow < w1; ow++) dst[ow * g->stride] += r[ow];
+                    if (g->stride == 1)
+                        add_row(dst + w0, r + w0, w1 - w0);
+                    else
+                        for (int64_t ow = w0; ow < w1; ow++) dst[ow * g->stride] += r[ow];
                 }
             }
 }
 
-/* A column buffer for one sample from the arena, or NULL for a pointwise
- * kernel (which needs none); *failed is set when memory ran out. */
-static float *column_buffer(vikt_model *m, const conv_geom *g, int *failed) {
-    *failed = 0;
-    if (is_pointwise(g) || g->N == 0) return NULL;
-    float *col = vikt__arena_alloc(m, (size_t)(g->rows * g->cols) * sizeof(float));
-    if (!col) {
-        *failed = 1;
-        vikt__fail(m, VIKT_ERR_NOMEM, "vikt_conv2d: out of memory for a %lldx%lld column buffer",
-                   (long long)g->rows, (long long)g->cols);
-    }
-    return col;
+/* Samples are independent in forward and in the input gradient: with more
+ * than one thread they are dealt to the pool's tasks (sample s to task
+ * s mod tasks), each with its own column buffer and each product computed
+ * whole by that task (vikt__gemm_on), so the bits do not depend on the
+ * thread count. With one task the products go through vikt__gemm, which
+ * may split a large one among the threads instead. The weight gradient sums
+ * over samples and stays on the calling thread, in sample order. */
+typedef struct {
+    vikt_model *m;
+    conv_geom g;
+    int tasks;
+    const float *x, *w, *bias, *dy;
+    float *y, *gx;
+    float *cols; /* tasks column buffers, or NULL for a pointwise kernel */
+    int rc;      /* set by a failing product (only vikt__gemm can fail: one task) */
+} conv_job;
+
+/* Convolutions below this many multiply-adds in all stay on one thread. */
+#define CONV_PARALLEL_MIN ((int64_t)1 << 20)
+
+static int conv_tasks(vikt_model *m, const conv_geom *g) {
+    int n = vikt_num_threads(m);
+    if (n <= 1 || !m->pool || g->N < 2 || g->N * g->O * g->cols * g->rows < CONV_PARALLEL_MIN)
+        return 1;
+    return g->N < n ? (int)g->N : n;
+}
+
+/* Column buffers for `tasks` samples at once from the arena (none for a
+ * pointwise kernel); VIKT_ERR_NOMEM recorded when memory ran out. */
+static int column_buffers(vikt_model *m, const conv_geom *g, int tasks, float **cols) {
+    *cols = NULL;
+    if (is_pointwise(g) || g->N == 0) return VIKT_OK;
+    *cols = vikt__arena_alloc(m, (size_t)(tasks * g->rows * g->cols) * sizeof(float));
+    if (!*cols)
+        return vikt__fail(m, VIKT_ERR_NOMEM,
+                          "vikt_conv2d: out of memory for a %lldx%lld column buffer",
+                          (long long)g->rows, (long long)g->cols);
+    return VIKT_OK;
+}
+
+/* One product of a task: vikt__gemm alone, vikt__gemm_on among several. */
+static int task_gemm(conv_job *j, int t, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                     int64_t ldc) {
+    if (j->tasks == 1) return j->rc = gemm(j->m, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    vikt__gemm_on(j->m, t, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return VIKT_OK;
 }
 
 /* --------------------------------------------------------------- forward */
 
+static void conv_fwd_task(void *arg, int t) {
+    conv_job *j = arg;
+    const conv_geom *g = &j->g;
+    float *col = j->cols ? j->cols + t * g->rows * g->cols : NULL;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = t; s < g->N; s += j->tasks) {
+        const float *x = j->x + s * x_step;
+        float *y = j->y + s * y_step;
+        /* Start from the bias so the product can add into it (beta = 1). */
+        if (j->bias)
+            for (int64_t o = 0; o < g->O; o++) {
+                float *yo = y + o * g->cols, v = j->bias[o];
+                for (int64_t p = 0; p < g->cols; p++) yo[p] = v;
+            }
+        if (col) im2col(g, x, col);
+        if (task_gemm(j, t, 0, 0, g->O, g->cols, g->rows, j->w, g->rows, col ? col : x, g->cols,
+                      j->bias ? 1.0f : 0.0f, y, g->cols))
+            return; /* one task: the error is recorded, j->rc set */
+    }
+}
+
 static int conv_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                     vikt_tensor *out) {
-    conv_geom g;
-    geometry(in[0], in[1], args, &g);
-    const float *bias = n > 2 ? in[2]->data : NULL;
-    int failed;
-    float *col = column_buffer(m, &g, &failed);
-    if (failed) return m->errcode;
-    int64_t x_step = g.C * g.H * g.W, y_step = g.O * g.cols;
-    for (int64_t s = 0; s < g.N; s++) {
-        const float *x = in[0]->data + s * x_step;
-        float *y = out->data + s * y_step;
-        /* Start from the bias so the product can add into it (beta = 1). */
-        for (int64_t o = 0; o < g.O; o++)
-            for (int64_t p = 0; p < g.cols; p++) y[o * g.cols + p] = bias ? bias[o] : 0.0f;
-        if (col) im2col(&g, x, col);
-        if (gemm(m, 0, 0, g.O, g.cols, g.rows, in[1]->data, g.rows, col ? col : x, g.cols, 1.0f,
-                 y, g.cols))
-            return m->errcode;
-    }
-    return VIKT_OK;
+    conv_job j;
+    geometry(in[0], in[1], args, &j.g);
+    j.m = m;
+    j.tasks = conv_tasks(m, &j.g);
+    if (column_buffers(m, &j.g, j.tasks, &j.cols)) return m->errcode;
+    if (j.tasks > 1 &&
+        vikt__gemm_reserve(m, "vikt_conv2d", j.tasks, 0, 0, j.g.O, j.g.cols, j.g.rows))
+        return m->errcode;
+    j.x = in[0]->data, j.w = in[1]->data, j.bias = n > 2 ? in[2]->data : NULL;
+    j.y = out->data, j.dy = NULL, j.gx = NULL, j.rc = VIKT_OK;
+    vikt__pool_run(m->pool, j.tasks, conv_fwd_task, &j);
+    return j.rc;
 }
 
 /* -------------------------------------------------------------- backward */
 
+/* db[o] += Σ over samples and positions of dy[s][o][p]: each row summed in
+ * float over eight independent partial sums (one double add per element was
+ * a latency chain), the rows in double. */
+static float row_sum(const float *d, int64_t n) {
+    float acc[8] = {0};
+    int64_t p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int q = 0; q < 8; q++) acc[q] += d[p + q];
+    for (; p < n; p++) acc[0] += d[p];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 static void bias_grad(const conv_geom *g, const float *dy, float *gb) {
     for (int64_t o = 0; o < g->O; o++) {
         double acc = 0;
-        for (int64_t s = 0; s < g->N; s++) {
-            const float *d = dy + (s * g->O + o) * g->cols;
-            for (int64_t p = 0; p < g->cols; p++) acc += d[p];
-        }
+        for (int64_t s = 0; s < g->N; s++) acc += row_sum(dy + (s * g->O + o) * g->cols, g->cols);
         gb[o] += (float)acc;
+    }
+}
+
+/* dx of the task's samples: the column gradient Wᵀ·dy, folded back. */
+static void conv_dx_task(void *arg, int t) {
+    conv_job *j = arg;
+    const conv_geom *g = &j->g;
+    float *col = j->cols ? j->cols + t * g->rows * g->cols : NULL;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = t; s < g->N; s += j->tasks) {
+        const float *dy = j->dy + s * y_step;
+        float *gx = j->gx + s * x_step;
+        /* Pointwise: the column gradient is the input gradient. */
+        if (task_gemm(j, t, 1, 0, g->rows, g->cols, g->O, j->w, g->rows, dy, g->cols,
+                      col ? 0.0f : 1.0f, col ? col : gx, g->cols))
+            return;
+        if (col) col2im_add(g, col, gx);
     }
 }
 
 static int conv_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
                     vikt_tensor *out) {
-    conv_geom g;
-    geometry(in[0], in[1], args, &g);
+    conv_job j;
+    geometry(in[0], in[1], args, &j.g);
+    const conv_geom *g = &j.g;
     float *gx = vikt__grad(in[0]), *gw = vikt__grad(in[1]);
     float *gb = n > 2 ? vikt__grad(in[2]) : NULL;
     if (m->errcode) return m->errcode;
-    if (gb) bias_grad(&g, out->grad, gb);
+    if (gb) bias_grad(g, out->grad, gb);
     if (!gx && !gw) return VIKT_OK;
-    int failed;
-    float *col = column_buffer(m, &g, &failed);
-    if (failed) return m->errcode;
-    int64_t x_step = g.C * g.H * g.W, y_step = g.O * g.cols;
-    const float *W = in[1]->data;
-    for (int64_t s = 0; s < g.N; s++) {
+    j.m = m;
+    j.tasks = gx ? conv_tasks(m, g) : 1;
+    if (column_buffers(m, g, j.tasks, &j.cols)) return m->errcode;
+    int64_t x_step = g->C * g->H * g->W, y_step = g->O * g->cols;
+    for (int64_t s = 0; gw && s < g->N; s++) {
         const float *x = in[0]->data + s * x_step, *dy = out->grad + s * y_step;
-        if (gw) {
-            if (col) im2col(&g, x, col);
-            if (gemm(m, 0, 1, g.O, g.rows, g.cols, dy, g.cols, col ? col : x, g.cols, 1.0f, gw,
-                     g.rows))
-                return m->errcode;
-        }
-        if (!gx) continue;
-        if (!col) { /* pointwise: the column gradient is the input gradient */
-            if (gemm(m, 1, 0, g.rows, g.cols, g.O, W, g.rows, dy, g.cols, 1.0f, gx + s * x_step,
-                     g.cols))
-                return m->errcode;
-            continue;
-        }
-        if (gemm(m, 1, 0, g.rows, g.cols, g.O, W, g.rows, dy, g.cols, 0.0f, col, g.cols))
+        if (j.cols) im2col(g, x, j.cols);
+        if (gemm(m, 0, 1, g->O, g->rows, g->cols, dy, g->cols, j.cols ? j.cols : x, g->cols, 1.0f,
+                 gw, g->rows))
             return m->errcode;
-        col2im_add(&g, col, gx + s * x_step);
     }
-    return VIKT_OK;
+    if (!gx) return VIKT_OK;
+    if (j.tasks > 1 &&
+        vikt__gemm_reserve(m, "vikt_conv2d", j.tasks, 1, 0, g->rows, g->cols, g->O))
+        return m->errcode;
+    j.x = in[0]->data, j.w = in[1]->data, j.bias = NULL, j.y = NULL;
+    j.dy = out->grad, j.gx = gx, j.rc = VIKT_OK;
+    vikt__pool_run(m->pool, j.tasks, conv_dx_task, &j);
+    return j.rc;
 }
 
 static const vikt__op conv_op = {"vikt_conv2d", conv_shape, conv_fwd, conv_bwd};

@@ -16,13 +16,14 @@
  * model's allocator when a parameter is first updated (or an option needing
  * one is turned on) and initialized when first used, so a failed allocation
  * changes nothing and a steady-state step allocates nothing. */
-#include "../vikt_internal.h"
+#include "optim.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-enum { NPARAM = VIKT_OPT_SKIPPED_STEPS + 1, NBUF = 3, NKIND = VIKT_OPTIM_ADAMW + 1 };
+enum { NPARAM = VIKT__OPT_NPARAM, NBUF = VIKT__OPT_NBUF, NKIND = VIKT__OPT_NKIND };
+typedef vikt__slot slot;
 
 /* ----------------------------------------------------------- the table */
 
@@ -76,26 +77,15 @@ static const spec specs[NPARAM] = {
 
 static const char *const rule_names[NKIND] = {"SGD", "AdaGrad", "RMSProp", "Adam", "AdamW"};
 
-/* ----------------------------------------------------------- the handle */
+/* ------------------------------------------------- the handle (optim.h) */
 
-/* One parameter's state. Buffers by rule: SGD {momentum}; AdaGrad {sum};
- * RMSProp {square_avg, momentum, grad_avg}; Adam(W) {exp_avg, exp_avg_sq,
- * max_exp_avg_sq}. */
-typedef struct slot {
-    float *buf[NBUF]; /* allocated when first needed, else NULL */
-    int64_t numel;    /* the parameter's, for freeing */
-    int64_t step;     /* updates this parameter received (torch's state["step"]) */
-    unsigned live;    /* bit b: buf[b] holds state; otherwise it is initialized on use */
-} slot;
-
-struct vikt_optimizer {
-    vikt_model *model;
-    vikt_optim_kind kind;
-    double hp[NPARAM]; /* hyperparameters; the read-only entries are unused */
-    slot *slots;       /* one per registry index below nslots */
-    int64_t nslots;
-    int64_t steps;   /* steps taken: the schedule position */
-    int64_t skipped; /* steps skipped for non-finite gradients */
+/* torch's names of the state buffers (its state dict keys), by rule. */
+static const char *const buffer_names[NKIND][NBUF] = {
+    [VIKT_OPTIM_SGD] = {"momentum_buffer"},
+    [VIKT_OPTIM_ADAGRAD] = {"sum"},
+    [VIKT_OPTIM_RMSPROP] = {"square_avg", "momentum_buffer", "grad_avg"},
+    [VIKT_OPTIM_ADAM] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    [VIKT_OPTIM_ADAMW] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
 };
 
 static int trainable(const vikt_tensor *p) { return p->requires_grad && p->grad; }
@@ -147,12 +137,14 @@ int vikt_adam_create(vikt_model *m, float lr, vikt_optimizer **out) {
     return create(m, VIKT_OPTIM_ADAM, lr, out, "vikt_adam_create");
 }
 
+void vikt__optim_slot_free(vikt_model *m, slot *s) {
+    for (int b = 0; b < NBUF; b++) vikt__free(m, s->buf[b], (size_t)s->numel * sizeof(float));
+}
+
 void vikt_optimizer_destroy(vikt_optimizer *opt) {
     if (!opt) return;
     vikt_model *m = opt->model;
-    for (int64_t k = 0; k < opt->nslots; k++)
-        for (int b = 0; b < NBUF; b++)
-            vikt__free(m, opt->slots[k].buf[b], (size_t)opt->slots[k].numel * sizeof(float));
+    for (int64_t k = 0; k < opt->nslots; k++) vikt__optim_slot_free(m, &opt->slots[k]);
     vikt__free(m, opt->slots, (size_t)opt->nslots * sizeof *opt->slots);
     vikt__free(m, opt, sizeof *opt);
 }
@@ -181,18 +173,25 @@ static void describe(const spec *s, char *buf, size_t n) {
 }
 
 /* Settings that are each valid but not together: SGD's Nesterov momentum
- * needs momentum > 0 and dampening 0 (torch checks this at construction). */
+ * needs momentum > 0 and dampening 0 (torch checks this at construction).
+ * NULL if hp is fine, else what is wrong. */
+static const char *bad_combination(int kind, const double *hp) {
+    if (kind != VIKT_OPTIM_SGD || hp[VIKT_OPT_NESTEROV] == 0 ||
+        (hp[VIKT_OPT_MOMENTUM] > 0 && hp[VIKT_OPT_DAMPENING] == 0))
+        return NULL;
+    return "Nesterov momentum needs momentum > 0 and dampening 0";
+}
+
 static int check_combination(vikt_optimizer *opt, vikt_optim_param param, double value) {
-    if (opt->kind != VIKT_OPTIM_SGD) return VIKT_OK;
     double hp[NPARAM];
     memcpy(hp, opt->hp, sizeof hp);
     hp[param] = value;
-    if (hp[VIKT_OPT_NESTEROV] == 0 || (hp[VIKT_OPT_MOMENTUM] > 0 && hp[VIKT_OPT_DAMPENING] == 0))
-        return VIKT_OK;
+    const char *why = bad_combination(opt->kind, hp);
+    if (!why) return VIKT_OK;
     return vikt__fail(opt->model, VIKT_ERR_ARG,
-                      "vikt_optimizer_set: %s = %g: Nesterov momentum needs momentum > 0 and "
-                      "dampening 0 (would be momentum %g, dampening %g)",
-                      specs[param].name, value, hp[VIKT_OPT_MOMENTUM], hp[VIKT_OPT_DAMPENING]);
+                      "vikt_optimizer_set: %s = %g: %s (would be momentum %g, dampening %g)",
+                      specs[param].name, value, why, hp[VIKT_OPT_MOMENTUM],
+                      hp[VIKT_OPT_DAMPENING]);
 }
 
 int vikt_optimizer_set(vikt_optimizer *opt, vikt_optim_param param, double value) {
@@ -258,6 +257,32 @@ int vikt_optimizer_get(const vikt_optimizer *opt, vikt_optim_param param, double
     default: *value = opt->hp[param]; break;
     }
     return VIKT_OK;
+}
+
+/* ------------------------------------------------- checkpoints (optim.h) */
+
+const char *vikt__optim_kind_name(int kind) { return rule_names[kind]; }
+
+const char *vikt__optim_param_name(int param) { return specs[param].name; }
+
+int vikt__optim_param_stored(int kind, int param) {
+    return specs[param].type != READONLY && (specs[param].rules & RULE(kind)) != 0;
+}
+
+const char *vikt__optim_buffer_name(int kind, int b) { return buffer_names[kind][b]; }
+
+int vikt__optim_check(int kind, const double *hp, char *why, size_t size) {
+    for (int i = 0; i < NPARAM; i++) {
+        if (!vikt__optim_param_stored(kind, i) || in_range(&specs[i], hp[i])) continue;
+        char range[64];
+        describe(&specs[i], range, sizeof range);
+        snprintf(why, size, "%s must be %s, got %.17g", specs[i].name, range, hp[i]);
+        return VIKT_ERR_ARG;
+    }
+    const char *bad = bad_combination(kind, hp);
+    if (bad) snprintf(why, size, "%s (momentum %.17g, dampening %.17g)", bad,
+                      hp[VIKT_OPT_MOMENTUM], hp[VIKT_OPT_DAMPENING]);
+    return bad ? VIKT_ERR_ARG : VIKT_OK;
 }
 
 /* ------------------------------------------------------------ state */
@@ -500,6 +525,7 @@ int vikt_optimizer_step(vikt_optimizer *opt) {
     if (!err) err = allocate_buffers(opt, need);
     if (err) return err;
 
+    vikt__prune_mask_grads(m); /* pruned weights: no gradient, no state */
     if (opt->hp[VIKT_OPT_CLIP_VALUE] > 0) clip_by_value(m, opt->hp[VIKT_OPT_CLIP_VALUE]);
     if (opt->hp[VIKT_OPT_CLIP_NORM] > 0) clip_by_norm(m, opt->hp[VIKT_OPT_CLIP_NORM]);
     double lr = scheduled_lr(opt->hp, opt->steps);
@@ -511,6 +537,7 @@ int vikt_optimizer_step(vikt_optimizer *opt) {
         initialize_buffers(opt, s, need);
         rules[opt->kind](opt, p, s, lr);
     }
+    vikt__prune_mask_weights(m); /* and exactly 0 despite decay and old state */
     opt->steps++;
     return VIKT_OK;
 }

@@ -47,11 +47,28 @@ class vikt_gap_tracker(Structure):
     """Opaque."""
 
 
+class vikt_dataset(Structure):
+    """Opaque."""
+
+
 Model = POINTER(vikt_model)
 Tensor = POINTER(vikt_tensor)
 Optimizer = POINTER(vikt_optimizer)
 UpdateTracker = POINTER(vikt_update_tracker)
 GapTracker = POINTER(vikt_gap_tracker)
+Dataset = POINTER(vikt_dataset)
+
+
+class vikt_trainer(Structure):
+    """Opaque."""
+
+
+Trainer = POINTER(vikt_trainer)
+# ctypes callbacks cannot return a structure pointer: the tensor comes back
+# as an address.
+vikt_forward_fn = CFUNCTYPE(c_void_p, Model, Tensor, c_void_p)
+vikt_fit_callback_fn = CFUNCTYPE(c_int, Trainer, c_int, c_void_p)
+vikt_write_fn = CFUNCTYPE(None, c_void_p, POINTER(ctypes.c_char), c_size_t)
 
 vikt_alloc_fn = CFUNCTYPE(c_void_p, c_void_p, c_size_t, c_size_t)
 vikt_free_fn = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
@@ -135,6 +152,14 @@ SIGNATURES = {
     "vikt_model_num_trainable": (c_int64, [Model]),
     "vikt_param_freeze": (c_int64, [Model, c_char_p, c_int]),
     "vikt_model_summary": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
+    # pruning
+    "vikt_prune_magnitude": (c_int64, [Model, c_char_p, ctypes.c_double, c_int]),
+    "vikt_prune_schedule": (c_int, [Model, c_int64, ctypes.c_double, ctypes.c_double, c_int64,
+                                    c_int64, c_int64, POINTER(ctypes.c_double)]),
+    "vikt_prune_remove": (c_int64, [Model, c_char_p]),
+    "vikt_prune_mask": (POINTER(ctypes.c_uint8), [Tensor]),
+    "vikt_prune_count": (c_int64, [Model, c_char_p, I64P, I64P]),
+    "vikt_prune_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     # ops
     "vikt_add": (Tensor, [Model, Tensor, Tensor]),
     "vikt_sub": (Tensor, [Model, Tensor, Tensor]),
@@ -223,9 +248,42 @@ SIGNATURES = {
     "vikt_load_buffer": (c_int, [Model, c_void_p, c_size_t, c_int]),
     "vikt_load_report": (c_int64, [Model, POINTER(ctypes.c_char), c_size_t]),
     "vikt_load_report_count": (c_int64, [Model, c_int]),
+    # data
+    "vikt_dataset_create": (c_int, [Model, c_int64, c_int, POINTER(c_int64), POINTER(c_float),
+                                    POINTER(c_int32), POINTER(c_float), c_int64,
+                                    POINTER(Dataset)]),
+    "vikt_dataset_load_csv": (c_int, [Model, c_char_p, c_int, c_int, c_int, c_int64,
+                                      POINTER(Dataset)]),
+    "vikt_dataset_load_idx": (c_int, [Model, c_char_p, c_char_p, POINTER(Dataset)]),
+    "vikt_dataset_destroy": (None, [Dataset]),
+    "vikt_dataset_size": (c_int64, [Dataset]),
+    "vikt_dataset_feature_shape": (c_int, [Dataset, POINTER(c_int64)]),
+    "vikt_dataset_num_classes": (c_int64, [Dataset]),
+    "vikt_dataset_target_width": (c_int64, [Dataset]),
+    "vikt_dataset_shuffle": (c_int, [Dataset]),
+    "vikt_dataset_split": (c_int, [Dataset, c_int64, POINTER(Dataset), POINTER(Dataset)]),
+    "vikt_dataset_scale": (c_int, [Dataset, c_float, c_float]),
+    "vikt_dataset_copy_batch": (c_int, [Dataset, c_int64, c_int64, POINTER(c_float),
+                                        POINTER(c_int32), POINTER(c_float)]),
+    "vikt_dataset_input": (Tensor, [Dataset, c_int64, c_int64]),
+    "vikt_dataset_target_input": (Tensor, [Dataset, c_int64, c_int64]),
+    # training
+    "vikt_trainer_create": (c_int, [Model, Optimizer, vikt_forward_fn, c_void_p,
+                                    POINTER(Trainer)]),
+    "vikt_trainer_destroy": (None, [Trainer]),
+    "vikt_trainer_set": (c_int, [Trainer, c_int, ctypes.c_double]),
+    "vikt_trainer_get": (c_int, [Trainer, c_int, POINTER(ctypes.c_double)]),
+    "vikt_trainer_set_output": (c_int, [Trainer, vikt_write_fn, c_void_p]),
+    "vikt_trainer_set_callback": (c_int, [Trainer, vikt_fit_callback_fn, c_void_p]),
+    "vikt_trainer_set_log": (c_int, [Trainer, c_char_p]),
+    "vikt_trainer_fit": (c_int, [Trainer, Dataset, Dataset]),
+    "vikt_trainer_evaluate": (c_int, [Trainer, Dataset, POINTER(ctypes.c_double),
+                                      POINTER(ctypes.c_double)]),
     # federated averaging
     "vikt_fedavg": (c_int, [Model, POINTER(Model), POINTER(ctypes.c_double), c_int64]),
     "vikt_fedavg_files": (c_int, [Model, POINTER(c_char_p), POINTER(ctypes.c_double), c_int64]),
+    "vikt_checkpoint_save": (c_int, [Model, Optimizer, c_char_p]),
+    "vikt_checkpoint_load": (c_int, [Model, Optimizer, c_char_p]),
 }
 
 # Names that must NOT be reachable: hidden helpers localized in the archive.
@@ -551,6 +609,38 @@ def freeze_and_summary(lib):
 
 
 @test
+def pruning(lib):
+    VIKT_PRUNE_GLOBAL = 1
+    m = Model()
+    expect(lib.vikt_model_create(None, 3, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        w = lib.vikt_param(m, b"fc.weight", 2, shape(2, 4), VIKT_INIT_ZEROS)
+        b = lib.vikt_param(m, b"fc.bias", 1, shape(2), VIKT_INIT_ZEROS)
+        for i, v in enumerate((0.5, -3.0, 0.25, 2.0, -1.0, 0.75, 4.0, -0.125)):
+            lib.vikt_tensor_data(w)[i] = v
+        expect(lib.vikt_prune_magnitude(m, None, 0.5, VIKT_PRUNE_GLOBAL) == 1,
+               "prune_magnitude: " + errmsg(lib, m))
+        mask = lib.vikt_prune_mask(w)
+        expect([mask[i] for i in range(8)] == [0, 1, 0, 1, 1, 0, 1, 0], "mask of the 4 smallest")
+        expect(not lib.vikt_prune_mask(b), "a bias was pruned")
+        zeros, numel = c_int64(), c_int64()
+        expect(lib.vikt_prune_count(m, None, ctypes.byref(zeros), ctypes.byref(numel)) == 1
+               and zeros.value == 4 and numel.value == 8, "prune_count")
+        s = ctypes.c_double()
+        expect(lib.vikt_prune_schedule(m, 10, 0.0, 0.8, 10, 5, 4, ctypes.byref(s)) == 1
+               and s.value == 0.0, "schedule at t0")
+        expect(lib.vikt_prune_magnitude(m, None, float("nan"), 0) == VIKT_ERR_ARG, "NaN sparsity")
+        lib.vikt_model_clear_error(m)
+        need = lib.vikt_prune_report(m, None, 0)
+        buf = ctypes.create_string_buffer(need + 1)
+        expect(lib.vikt_prune_report(m, buf, need + 1) == need and b"50.00%" in buf.value,
+               f"prune_report: {buf.value!r}")
+        expect(lib.vikt_prune_remove(m, None) == 1 and not lib.vikt_prune_mask(w), "prune_remove")
+    finally:
+        lib.vikt_model_destroy(m)
+
+
+@test
 def optimizer_hyperparameters(lib):
     VIKT_OPT_LR, VIKT_OPT_BETA1, VIKT_OPT_STEP = 0, 5, 22
     m = Model()
@@ -685,6 +775,84 @@ def files_round_trip(lib):
 
 
 @test
+def csv_dataset_and_its_errors(lib):
+    """A CSV load through ctypes, and the FILE:LINE:COLUMN message of a bad one."""
+    import tempfile
+    m = Model()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(m)) == VIKT_OK, "model_create")
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            good = os.path.join(d, "good.csv")
+            bad = os.path.join(d, "bad.csv")
+            open(good, "w").write("x,y,label\n1,2,0\n3,4,1\n")
+            open(bad, "w").write("1,2,0\n3,oops,1\n")
+            ds = Dataset()
+            rc = lib.vikt_dataset_load_csv(m, good.encode(), 1, -1, ord(","), 0, ctypes.byref(ds))
+            expect(rc == VIKT_OK and ds, "load_csv: " + errmsg(lib, m))
+            expect(lib.vikt_dataset_size(ds) == 2 and lib.vikt_dataset_num_classes(ds) == 2, "size")
+            xs = (c_float * 4)()
+            ys = (c_int32 * 2)()
+            expect(lib.vikt_dataset_copy_batch(ds, 0, 2, xs, ys, None) == VIKT_OK, "copy_batch")
+            expect(list(xs) == [1, 2, 3, 4] and list(ys) == [0, 1], "values")
+            lib.vikt_dataset_destroy(ds)
+            rc = lib.vikt_dataset_load_csv(m, bad.encode(), 0, -1, ord(","), 0, ctypes.byref(ds))
+            expect(rc == -8 and not ds, f"bad csv: {rc}")
+            expect(f"{bad}:2:3: not a number".encode() in lib.vikt_model_errmsg(m), errmsg(lib, m))
+    finally:
+        lib.vikt_model_destroy(m)
+
+
+@test
+def trainer_fit_with_python_callbacks(lib):
+    """vikt_trainer_fit with a forward function, a callback and a writer in Python."""
+    VIKT_FIT_EPOCHS, VIKT_FIT_BATCH_SIZE, VIKT_FIT_PROGRESS, VIKT_FIT_GLOBAL_STEP = 0, 1, 8, 13
+    VIKT_PROGRESS_PLAIN = 2
+    m, opt, t, ds = Model(), Optimizer(), Trainer(), Dataset()
+    expect(lib.vikt_model_create(None, 3, ctypes.byref(m)) == VIKT_OK, "model_create")
+    xs = (c_float * 8)(-1, -1, -1, 1, 1, -1, 1, 1)
+    ys = (c_int32 * 4)(0, 0, 1, 1)  # the sign of the first coordinate
+    steps, text = [], []
+
+    @vikt_forward_fn
+    def forward(model, x, ud):
+        return ctypes.cast(lib.vikt_dense(model, b"fc", x, 2), c_void_p).value
+
+    @vikt_fit_callback_fn
+    def callback(trainer, event, ud):
+        steps.append(event)
+        return 0
+
+    @vikt_write_fn
+    def write(ud, chars, n):
+        text.append(ctypes.string_at(chars, n).decode())
+
+    try:
+        expect(lib.vikt_adam_create(m, 0.1, ctypes.byref(opt)) == VIKT_OK, "adam")
+        expect(lib.vikt_dataset_create(m, 4, 1, shape(2), xs, ys, None, 0, ctypes.byref(ds))
+               == VIKT_OK, "dataset: " + errmsg(lib, m))
+        expect(lib.vikt_trainer_create(m, opt, forward, None, ctypes.byref(t)) == VIKT_OK, "trainer")
+        for p, v in ((VIKT_FIT_EPOCHS, 30), (VIKT_FIT_BATCH_SIZE, 2),
+                     (VIKT_FIT_PROGRESS, VIKT_PROGRESS_PLAIN)):
+            expect(lib.vikt_trainer_set(t, p, v) == VIKT_OK, f"set {p}")
+        lib.vikt_trainer_set_callback(t, callback, None)
+        lib.vikt_trainer_set_output(t, write, None)
+        expect(lib.vikt_trainer_fit(t, ds, None) == VIKT_OK, "fit: " + errmsg(lib, m))
+        g = ctypes.c_double()
+        lib.vikt_trainer_get(t, VIKT_FIT_GLOBAL_STEP, ctypes.byref(g))
+        expect(g.value == 60 and steps.count(0) == 60 and steps.count(1) == 30, f"steps {g.value}")
+        loss, acc = ctypes.c_double(), ctypes.c_double()
+        expect(lib.vikt_trainer_evaluate(t, ds, ctypes.byref(loss), ctypes.byref(acc)) == VIKT_OK,
+               "evaluate")
+        expect(acc.value == 1.0 and loss.value < 0.3, f"loss {loss.value} accuracy {acc.value}")
+        expect(len(text) == 30 and text[-1].startswith("epoch 30/30  loss "), repr(text[-1:]))
+    finally:
+        lib.vikt_trainer_destroy(t)
+        lib.vikt_dataset_destroy(ds)
+        lib.vikt_optimizer_destroy(opt)
+        lib.vikt_model_destroy(m)
+
+
+@test
 def federated_average(lib):
     """vikt_fedavg over two models and vikt_fedavg_files over their files."""
     import tempfile
@@ -770,6 +938,40 @@ def statistics_for_trouble(lib):
         lib.vikt_gap_tracker_destroy(gap)
     finally:
         lib.vikt_model_destroy(m)
+
+
+@test
+def checkpoint_round_trip(lib):
+    """vikt_checkpoint_save and vikt_checkpoint_load through ctypes: the
+    weights and the optimizer's settings come back; NULL skips the state."""
+    import tempfile
+    VIKT_OPT_BETA1 = 5
+    a, b = Model(), Model()
+    oa, ob = Optimizer(), Optimizer()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(a)) == VIKT_OK, "model_create")
+    expect(lib.vikt_model_create(None, 2, ctypes.byref(b)) == VIKT_OK, "model_create")
+    try:
+        w = lib.vikt_param(a, b"w", 1, shape(3), VIKT_INIT_ZEROS)
+        lib.vikt_tensor_copy_in(w, floats(1, 2, 3), 3)
+        expect(lib.vikt_adam_create(a, 0.001, ctypes.byref(oa)) == VIKT_OK, "adam_create")
+        expect(lib.vikt_adam_create(b, 0.5, ctypes.byref(ob)) == VIKT_OK, "adam_create")
+        lib.vikt_optimizer_set(oa, VIKT_OPT_BETA1, 0.8)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.ckpt").encode()
+            expect(lib.vikt_checkpoint_save(a, oa, path) == VIKT_OK, "save: " + errmsg(lib, a))
+            expect(lib.vikt_checkpoint_load(b, ob, path) == VIKT_OK, "load: " + errmsg(lib, b))
+            expect(lib.vikt_checkpoint_load(b, None, path) == VIKT_OK, "load without state")
+        got = lib.vikt_tensor_data(lib.vikt_param_find(b, b"w"))
+        expect([got[i] for i in range(3)] == [1, 2, 3], "loaded values")
+        v = ctypes.c_double()
+        lib.vikt_optimizer_get(ob, VIKT_OPT_BETA1, ctypes.byref(v))
+        expect(v.value == 0.8, f"beta1 restored as {v.value}")
+        expect(lib.vikt_checkpoint_load(b, ob, None) == -1, "NULL path is VIKT_ERR_NULL")
+    finally:
+        lib.vikt_optimizer_destroy(oa)
+        lib.vikt_optimizer_destroy(ob)
+        lib.vikt_model_destroy(a)
+        lib.vikt_model_destroy(b)
 
 
 def main():
