@@ -8,6 +8,7 @@
 #   make check-neon the suite cross-compiled for aarch64, run under qemu
 #   make bench-gemm GEMM speed per kernel and thread count, next to OpenBLAS
 #   make bench-train training steps of five models, next to PyTorch
+#   make bench-ops  elementwise ops, softmax, cross-entropy, optimizer steps per ISA
 #   make docs       API docs with Doxygen; any warning fails
 #   make install    PREFIX/prefix, DESTDIR, libdir, includedir, bindir honoured
 
@@ -40,14 +41,16 @@ SRCS := $(wildcard src/*.c src/ops/*.c src/kernels/*.c src/optim/*.c src/layers/
 # SIMD GEMM kernels: each file is built only for a target that can run it and
 # gets its instruction-set flags alone, so the rest stays baseline x86-64 /
 # armv8 and dispatch.c picks a kernel at run time.
-SIMD_SRCS := src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/gemm_neon.c
+# The vector kernels (vec_*.c) follow the same rule.
+SIMD_SRCS := src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/gemm_neon.c \
+             src/kernels/vec_avx2.c src/kernels/vec_avx512.c src/kernels/vec_neon.c
 TARGET_MACHINE := $(shell $(CC) -dumpmachine)
 ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
-SRCS := $(filter-out src/kernels/gemm_neon.c,$(SRCS))
-$(BUILD)/obj/src/kernels/gemm_avx2.o: ISA_CFLAGS := -mavx2 -mfma
-$(BUILD)/obj/src/kernels/gemm_avx512.o: ISA_CFLAGS := -mavx512f -mfma
+SRCS := $(filter-out src/kernels/gemm_neon.c src/kernels/vec_neon.c,$(SRCS))
+$(BUILD)/obj/src/kernels/gemm_avx2.o $(BUILD)/obj/src/kernels/vec_avx2.o: ISA_CFLAGS := -mavx2 -mfma
+$(BUILD)/obj/src/kernels/gemm_avx512.o $(BUILD)/obj/src/kernels/vec_avx512.o: ISA_CFLAGS := -mavx512f -mfma
 else ifneq ($(filter aarch64-% arm64-%,$(TARGET_MACHINE)),)
-SRCS := $(filter-out src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c,$(SRCS))
+SRCS := $(filter-out src/kernels/gemm_avx2.c src/kernels/gemm_avx512.c src/kernels/vec_avx2.c src/kernels/vec_avx512.c,$(SRCS))
 else
 SRCS := $(filter-out $(SIMD_SRCS),$(SRCS))
 endif
@@ -65,7 +68,7 @@ VIKT_BIN := $(BUILD)/bin/vikt
 .SECONDARY:
 
 .PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
-        check-asan check-neon check-valgrind bench-gemm bench-train run-tests docs install uninstall check-install clean \
+        check-asan check-neon check-valgrind bench-gemm bench-train bench-ops run-tests docs install uninstall check-install clean \
         fuzz check-fuzz
 
 all: $(LIB) $(VIKT_BIN)
@@ -109,9 +112,9 @@ $(BUILD)/test/test_gemm: $(BUILD)/obj/test/test_gemm.o $(TEST_SUPPORT) $(OBJS)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
 # test_io and test_checkpoint reach the files layer's internals (fault
-# injection, file edits) and test_fuzz_replay runs the fuzz target over its
-# corpus: objects, not archive.
-$(BUILD)/test/test_io $(BUILD)/test/test_checkpoint $(BUILD)/test/test_fuzz_replay: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
+# injection, file edits), test_fuzz_replay runs the fuzz target over its
+# corpus and test_vec calls every vector-kernel table: objects, not archive.
+$(BUILD)/test/test_io $(BUILD)/test/test_checkpoint $(BUILD)/test/test_fuzz_replay $(BUILD)/test/test_vec: $(BUILD)/test/%: $(BUILD)/obj/test/%.o $(TEST_SUPPORT) $(OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) -o $@
 
@@ -233,6 +236,16 @@ $(BUILD)/bench/train: bench/train.c $(LIB)
 
 bench-train: $(BUILD)/bench/train
 	@sh bench/train.sh $(BUILD)/bench/train
+
+# bench/ops.c times the elementwise ops, softmax, cross-entropy and the
+# optimizer steps through the public API, once per usable kernel set.
+$(BUILD)/bench/ops: bench/ops.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
+
+bench-ops: $(BUILD)/bench/ops $(BUILD)/tools/print-isa
+	@for i in $(GEMM_ISAS); do \
+	  [ "$$(VIKT_ISA=$$i $(BUILD)/tools/print-isa)" = $$i ] && VIKT_ISA=$$i $(BUILD)/bench/ops; done; true
 
 # --- docs ----------------------------------------------------------------------
 docs:

@@ -1,6 +1,8 @@
 /* Elementwise ops: broadcasting binary arithmetic, scale, the unary maths and
  * activations, and dropout. Each op's forward and backward are one table
- * entry; the macros keep every loop a plain one the compiler can vectorize. */
+ * entry. The hot loops run as whole rows through the vector kernels of the
+ * ISA in use (src/kernels/vec.h); the rest stay plain loops. */
+#include "../kernels/vec.h"
 #include "../vikt_internal.h"
 
 #include <math.h>
@@ -56,21 +58,67 @@ static void bcast_plan(const vikt_tensor *a, const vikt_tensor *b, const vikt_te
     padded(out, p->dim);
     strides_for(da, p->dim, p->sa);
     strides_for(db, p->dim, p->sb);
+    /* Fold outer dimensions into the innermost while both operands step
+     * through them as one run (contiguous, or both broadcast along them), so
+     * a CNN bias [C,1,1] over [N,C,H,W] makes rows of H·W, not of W. The
+     * elements are visited in the same order either way. */
+    for (int i = 2; i >= 0; i--) {
+        if (p->dim[i] == 1) continue;
+        if (p->sa[i] != p->dim[3] * p->sa[3] || p->sb[i] != p->dim[3] * p->sb[3]) break;
+        p->dim[3] *= p->dim[i];
+        p->dim[i] = 1;
+    }
 }
 
-/* BINARY(name, FWD, GA, GB): y = FWD(a, b); da += GA, db += GB with g the
- * output gradient. Same-shape operands take a flat loop. */
-#define BINARY(NAME, FWD, GA, GB)                                                               \
+/* The gradient of an operand broadcast along a row (a bias): the row's sum
+ * of g (add, sub) or g·other (mul), in double through the vector kernel,
+ * added once. 0 when left to the scalar loop. */
+static int grad_sum_row(const vikt__vec *v, int op, int64_t n, const float *other,
+                        int64_t so, const float *g, float *dst, float sign) {
+    if (op == VIKT__VEC_DIV || (op == VIKT__VEC_MUL && !so)) return 0;
+    double s = op == VIKT__VEC_MUL ? v->dot(n, g, other) : v->sum(n, g);
+    *dst += sign * (float)s;
+    return 1;
+}
+
+/* One output row of a's gradient through the vector kernels: ga[i] += GA for
+ * add, sub (g) and mul (g·b). 0 when the row is left to the scalar loop
+ * (div, or both operands broadcast along it). */
+static int grad_a_row(const vikt__vec *v, int op, int64_t n, const float *b, int64_t sb,
+                      const float *g, float *ga, int64_t sa) {
+    if (sa == 0) return grad_sum_row(v, op, n, b, sb, g, ga, 1.0f);
+    if (op == VIKT__VEC_DIV) return 0;
+    if (op == VIKT__VEC_MUL && sb)
+        v->acc_mul(n, g, b, ga);
+    else
+        v->axpy(n, op == VIKT__VEC_MUL ? b[0] : 1.0f, g, ga);
+    return 1;
+}
+
+/* The same for b: gb[i] += g, −g or g·a (−g as g·(−1), which is exact). */
+static int grad_b_row(const vikt__vec *v, int op, int64_t n, const float *a, int64_t sa,
+                      const float *g, float *gb, int64_t sb) {
+    if (sb == 0) return grad_sum_row(v, op, n, a, sa, g, gb, op == VIKT__VEC_SUB ? -1.0f : 1.0f);
+    if (op == VIKT__VEC_DIV) return 0;
+    if (op == VIKT__VEC_MUL && sa)
+        v->acc_mul(n, g, a, gb);
+    else
+        v->axpy(n, op == VIKT__VEC_MUL ? a[0] : op == VIKT__VEC_SUB ? -1.0f : 1.0f, g, gb);
+    return 1;
+}
+
+/* BINARY(name, OP, GA, GB): y = a OP b; da += GA, db += GB with g the output
+ * gradient. Same-shape operands take one flat call, broadcasts one call per
+ * innermost row; gradients go row by row, each input's row whole. */
+#define BINARY(NAME, OP, GA, GB)                                                                \
     static int NAME##_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,    \
                           vikt_tensor *out) {                                                  \
         (void)m, (void)n, (void)args;                                                          \
+        const vikt__vec *v = vikt__vec_get();                                                  \
         const float *A = in[0]->data, *B = in[1]->data;                                        \
         float *Y = out->data;                                                                  \
         if (vikt__same_shape(in[0], in[1])) {                                                  \
-            for (int64_t i = 0; i < out->numel; i++) {                                         \
-                float a = A[i], b = B[i];                                                      \
-                Y[i] = (FWD);                                                                  \
-            }                                                                                  \
+            v->binary(OP, out->numel, A, 1, B, 1, Y);                                          \
             return VIKT_OK;                                                                    \
         }                                                                                      \
         bcast p;                                                                               \
@@ -78,19 +126,17 @@ static void bcast_plan(const vikt_tensor *a, const vikt_tensor *b, const vikt_te
         int64_t k = 0;                                                                         \
         for (int64_t i0 = 0; i0 < p.dim[0]; i0++)                                              \
             for (int64_t i1 = 0; i1 < p.dim[1]; i1++)                                          \
-                for (int64_t i2 = 0; i2 < p.dim[2]; i2++) {                                    \
+                for (int64_t i2 = 0; i2 < p.dim[2]; i2++, k += p.dim[3]) {                     \
                     const float *ra = A + i0 * p.sa[0] + i1 * p.sa[1] + i2 * p.sa[2];          \
                     const float *rb = B + i0 * p.sb[0] + i1 * p.sb[1] + i2 * p.sb[2];          \
-                    for (int64_t i3 = 0; i3 < p.dim[3]; i3++, k++) {                           \
-                        float a = ra[i3 * p.sa[3]], b = rb[i3 * p.sb[3]];                      \
-                        Y[k] = (FWD);                                                          \
-                    }                                                                          \
+                    v->binary(OP, p.dim[3], ra, p.sa[3], rb, p.sb[3], Y + k);                  \
                 }                                                                              \
         return VIKT_OK;                                                                        \
     }                                                                                          \
     static int NAME##_bwd(vikt_model *m, vikt_tensor *const *in, int n,                       \
                           const vikt__args *args, vikt_tensor *out) {                          \
         (void)m, (void)n, (void)args;                                                          \
+        const vikt__vec *v = vikt__vec_get();                                                  \
         const float *A = in[0]->data, *B = in[1]->data, *G = out->grad;                        \
         float *ga = vikt__grad(in[0]), *gb = vikt__grad(in[1]);                                \
         if (vikt_model_errcode(m)) return vikt_model_errcode(m);                               \
@@ -102,12 +148,20 @@ static void bcast_plan(const vikt_tensor *a, const vikt_tensor *b, const vikt_te
                 for (int64_t i2 = 0; i2 < p.dim[2]; i2++) {                                    \
                     int64_t oa = i0 * p.sa[0] + i1 * p.sa[1] + i2 * p.sa[2];                   \
                     int64_t ob = i0 * p.sb[0] + i1 * p.sb[1] + i2 * p.sb[2];                   \
+                    int da = !ga || grad_a_row(v, OP, p.dim[3], B + ob, p.sb[3], G + k,        \
+                                               ga + oa, p.sa[3]);                              \
+                    int db = !gb || grad_b_row(v, OP, p.dim[3], A + oa, p.sa[3], G + k,        \
+                                               gb + ob, p.sb[3]);                              \
+                    if (da && db) {                                                            \
+                        k += p.dim[3];                                                         \
+                        continue;                                                              \
+                    }                                                                          \
                     for (int64_t i3 = 0; i3 < p.dim[3]; i3++, k++) {                           \
                         int64_t ia = oa + i3 * p.sa[3], ib = ob + i3 * p.sb[3];                \
                         float a = A[ia], b = B[ib], g = G[k];                                  \
                         (void)a, (void)b;                                                      \
-                        if (ga) ga[ia] += (GA);                                                \
-                        if (gb) gb[ib] += (GB);                                                \
+                        if (!da) ga[ia] += (GA);                                               \
+                        if (!db) gb[ib] += (GB);                                               \
                     }                                                                          \
                 }                                                                              \
         return VIKT_OK;                                                                        \
@@ -118,10 +172,10 @@ static void bcast_plan(const vikt_tensor *a, const vikt_tensor *b, const vikt_te
         return vikt__apply(m, &NAME##_op, in, 2, NULL);                                        \
     }
 
-BINARY(add, a + b, g, g)
-BINARY(sub, a - b, g, -g)
-BINARY(mul, a * b, g * b, g * a)
-BINARY(div, a / b, g / b, -g * a / (b * b))
+BINARY(add, VIKT__VEC_ADD, g, g)
+BINARY(sub, VIKT__VEC_SUB, g, -g)
+BINARY(mul, VIKT__VEC_MUL, g * b, g * a)
+BINARY(div, VIKT__VEC_DIV, g / b, -g * a / (b * b))
 
 /* ----------------------------------------------------------------- unary */
 
@@ -133,15 +187,25 @@ static int same_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* UNARY(name, FWD, GX): y = FWD(x, s); dx += GX(x, y, g, s), where s is the
- * op's float argument (args->f[0]). */
-#define UNARY(NAME, FWD, GX)                                                                    \
+/* How a unary op runs: its own loops (VEC_NONE), or a vector kernel for the
+ * forward pass and, for the gradient, unary_grad (VEC_FN), acc_mul with y
+ * (exp: g·y) or axpy with s (scale: g·s). */
+#define VEC_NONE (-1)
+enum { GRAD_LOOP, GRAD_FN, GRAD_G_Y, GRAD_G_S };
+
+/* UNARY(name, FWD, GX, VK, VG): y = FWD(x, s); dx += GX(x, y, g, s), where s
+ * is the op's float argument (args->f[0]); VK and VG as above. */
+#define UNARY(NAME, FWD, GX, VK, VG)                                                            \
     static int NAME##_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,    \
                           vikt_tensor *out) {                                                  \
         (void)m, (void)n;                                                                      \
         const float *X = in[0]->data, s = args->f[0];                                          \
         float *Y = out->data;                                                                  \
         (void)s;                                                                               \
+        if (VK != VEC_NONE) {                                                                  \
+            vikt__vec_get()->unary(VK, out->numel, X, s, Y);                                   \
+            return VIKT_OK;                                                                    \
+        }                                                                                      \
         for (int64_t i = 0; i < out->numel; i++) {                                             \
             float x = X[i];                                                                    \
             Y[i] = (FWD);                                                                      \
@@ -155,6 +219,13 @@ static int same_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
         if (!gx) return vikt_model_errcode(m);                                                 \
         const float *X = in[0]->data, *Y = out->data, *G = out->grad, s = args->f[0];          \
         (void)s;                                                                               \
+        const vikt__vec *v = vikt__vec_get();                                                  \
+        switch (VG) {                                                                          \
+        case GRAD_FN: v->unary_grad(VK, out->numel, X, Y, G, s, gx); return VIKT_OK;           \
+        case GRAD_G_Y: v->acc_mul(out->numel, G, Y, gx); return VIKT_OK;                       \
+        case GRAD_G_S: v->axpy(out->numel, s, G, gx); return VIKT_OK;                          \
+        default: break;                                                                        \
+        }                                                                                      \
         for (int64_t i = 0; i < out->numel; i++) {                                             \
             float x = X[i], y = Y[i], g = G[i];                                                \
             (void)x, (void)y;                                                                  \
@@ -167,17 +238,18 @@ static int same_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
-UNARY(scale, x * s, g * s)
-UNARY(exp, expf(x), g * y)
-UNARY(log, logf(x), g / x)
-UNARY(sqrt, sqrtf(x), g * 0.5f / y)
-UNARY(square, x * x, g * 2.0f * x)
-UNARY(relu, x > 0 ? x : 0.0f, x > 0 ? g : 0.0f)
-UNARY(leaky_relu, x > 0 ? x : s * x, x > 0 ? g : s * g)
-UNARY(sigmoid, vikt__sigmoid(x), g * y * (1.0f - y))
-UNARY(tanh, vikt__tanh(x), g * (1.0f - y * y))
+UNARY(scale, x * s, g * s, VIKT__VEC_SCALE, GRAD_G_S)
+UNARY(exp, expf(x), g * y, VIKT__VEC_EXP, GRAD_G_Y)
+UNARY(log, logf(x), g / x, VEC_NONE, GRAD_LOOP)
+UNARY(sqrt, sqrtf(x), g * 0.5f / y, VEC_NONE, GRAD_LOOP)
+UNARY(square, x * x, g * 2.0f * x, VEC_NONE, GRAD_LOOP)
+UNARY(relu, x > 0 ? x : 0.0f, x > 0 ? g : 0.0f, VIKT__VEC_RELU, GRAD_FN)
+UNARY(leaky_relu, x > 0 ? x : s * x, x > 0 ? g : s * g, VIKT__VEC_LEAKY_RELU, GRAD_FN)
+UNARY(sigmoid, vikt__sigmoid(x), g * y * (1.0f - y), VIKT__VEC_SIGMOID, GRAD_FN)
+UNARY(tanh, vikt__tanh(x), g * (1.0f - y * y), VIKT__VEC_TANH, GRAD_FN)
 UNARY(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
-      g * (0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x)))
+      g * (0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x)),
+      VIKT__VEC_GELU, GRAD_FN)
 
 static vikt_tensor *unary(vikt_model *m, const vikt__op *op, vikt_tensor *a, float s) {
     vikt__args args;

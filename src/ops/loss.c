@@ -1,4 +1,5 @@
 /* Losses, each reduced to a mean (a rank-0 tensor). */
+#include "../kernels/vec.h"
 #include "../vikt_internal.h"
 
 #include <math.h>
@@ -92,13 +93,16 @@ static int ce_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args
     int32_t *labels = (int32_t *)keep;
     float *probs = (float *)(keep + label_bytes);
     memcpy(labels, args->saved, (size_t)N * sizeof(int32_t));
+    const vikt__vec *v = vikt__vec_get();
     double total = 0;
     for (int64_t r = 0; r < N; r++) {
         const float *x = in[0]->data + r * C;
-        float mx, ls = vikt__logsumexp(x, C, &mx);
-        for (int64_t j = 0; j < C; j++) probs[r * C + j] = expf((x[j] - mx) - ls);
+        float *pr = probs + r * C, mx, ls = v->logsumexp(x, C, &mx);
+        v->binary(VIKT__VEC_SUB, C, x, 1, &mx, 0, pr); /* (x − max) − lse */
+        v->binary(VIKT__VEC_SUB, C, pr, 1, &ls, 0, pr);
         total += ((double)mx - x[labels[r]]) + ls;
     }
+    v->unary(VIKT__VEC_EXP, N * C, probs, 0.0f, probs);
     out->data[0] = (float)(total / (double)N);
     args->saved = keep;
     return VIKT_OK;
@@ -115,8 +119,9 @@ static int ce_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args
     const int32_t *labels = args->saved;
     const float *probs = (const float *)((const unsigned char *)args->saved + label_bytes);
     float scale = out->grad[0] / (float)N;
+    const vikt__vec *v = vikt__vec_get();
     for (int64_t r = 0; r < N; r++) {
-        for (int64_t j = 0; j < C; j++) gx[r * C + j] += probs[r * C + j] * scale;
+        v->axpy(C, scale, probs + r * C, gx + r * C);
         gx[r * C + labels[r]] -= scale;
     }
     return VIKT_OK;

@@ -1,5 +1,6 @@
 /* Reductions: sum and mean, over everything or along one axis. Sums run in
  * double so long reductions keep float32 accuracy. */
+#include "../kernels/vec.h"
 #include "../vikt_internal.h"
 
 #include <string.h>
@@ -60,6 +61,12 @@ static int reduce_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *
     int64_t outer, len, inner;
     extents(in[0], args, &outer, &len, &inner);
     const float *X = in[0]->data;
+    if (inner == 1) { /* contiguous runs: the vector kernel's double sum */
+        const vikt__vec *v = vikt__vec_get();
+        for (int64_t o = 0; o < outer; o++)
+            out->data[o] = (float)(v->sum(len, X + o * len) * args->f[0]);
+        return VIKT_OK;
+    }
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < inner; j++) {
             double acc = 0;
@@ -76,6 +83,14 @@ static int reduce_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     if (!gx) return m->errcode;
     int64_t outer, len, inner;
     extents(in[0], args, &outer, &len, &inner);
+    if (inner == 1) {
+        const vikt__vec *v = vikt__vec_get();
+        for (int64_t o = 0; o < outer; o++) {
+            float c = out->grad[o] * args->f[0];
+            v->binary(VIKT__VEC_ADD, len, gx + o * len, 1, &c, 0, gx + o * len);
+        }
+        return VIKT_OK;
+    }
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < len; k++)
             for (int64_t j = 0; j < inner; j++)

@@ -1,5 +1,6 @@
 /* Softmax and log-softmax over the last axis. Both subtract the row maximum
  * first, so logits of any finite size give finite results. */
+#include "../kernels/vec.h"
 #include "../vikt_internal.h"
 
 #include <math.h>
@@ -18,15 +19,10 @@ static int rows_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* log Σ exp(x_j - max), the max returned through *max. */
+/* log Σ exp(x_j - max), the max returned through *max: the vector kernel of
+ * the ISA in use (the scalar reference sums e^x in double). */
 float vikt__logsumexp(const float *x, int64_t n, float *max) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    *max = mx;
-    if (!isfinite(mx)) return 0.0f;
-    double s = 0;
-    for (int64_t j = 0; j < n; j++) s += exp((double)(x[j] - mx));
-    return (float)log(s);
+    return vikt__vec_get()->logsumexp(x, n, max);
 }
 
 static void row_extent(const vikt_tensor *t, int64_t *rows, int64_t *cols) {
@@ -37,20 +33,18 @@ static void row_extent(const vikt_tensor *t, int64_t *rows, int64_t *cols) {
 static int log_softmax_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                            vikt_tensor *out) {
     (void)m, (void)n, (void)args;
+    const vikt__vec *v = vikt__vec_get();
     int64_t rows, cols;
     row_extent(in[0], &rows, &cols);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *x = in[0]->data + r * cols;
-        float *y = out->data + r * cols, mx, ls = vikt__logsumexp(x, cols, &mx);
-        for (int64_t j = 0; j < cols; j++) y[j] = (x[j] - mx) - ls;
-    }
+    for (int64_t r = 0; r < rows; r++)
+        v->log_softmax_row(cols, in[0]->data + r * cols, out->data + r * cols);
     return VIKT_OK;
 }
 
 static int softmax_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,
                        vikt_tensor *out) {
     log_softmax_fwd(m, in, n, args, out);
-    for (int64_t i = 0; i < out->numel; i++) out->data[i] = expf(out->data[i]);
+    vikt__vec_get()->unary(VIKT__VEC_EXP, out->numel, out->data, 0.0f, out->data);
     return VIKT_OK;
 }
 
@@ -60,13 +54,12 @@ static int softmax_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt_
     (void)n, (void)args;
     float *gx = vikt__grad(in[0]);
     if (!gx) return m->errcode;
+    const vikt__vec *v = vikt__vec_get();
     int64_t rows, cols;
     row_extent(out, &rows, &cols);
     for (int64_t r = 0; r < rows; r++) {
         const float *y = out->data + r * cols, *g = out->grad + r * cols;
-        double dot = 0;
-        for (int64_t j = 0; j < cols; j++) dot += (double)g[j] * y[j];
-        for (int64_t j = 0; j < cols; j++) gx[r * cols + j] += y[j] * (g[j] - (float)dot);
+        v->softmax_grad_row(cols, y, g, (float)v->dot(cols, g, y), gx + r * cols);
     }
     return VIKT_OK;
 }
@@ -77,13 +70,12 @@ static int log_softmax_bwd(vikt_model *m, vikt_tensor *const *in, int n, const v
     (void)n, (void)args;
     float *gx = vikt__grad(in[0]);
     if (!gx) return m->errcode;
+    const vikt__vec *v = vikt__vec_get();
     int64_t rows, cols;
     row_extent(out, &rows, &cols);
     for (int64_t r = 0; r < rows; r++) {
         const float *y = out->data + r * cols, *g = out->grad + r * cols;
-        double total = 0;
-        for (int64_t j = 0; j < cols; j++) total += g[j];
-        for (int64_t j = 0; j < cols; j++) gx[r * cols + j] += g[j] - expf(y[j]) * (float)total;
+        v->log_softmax_grad_row(cols, y, g, (float)v->sum(cols, g), gx + r * cols);
     }
     return VIKT_OK;
 }

@@ -8,7 +8,8 @@
  * sizes, 1 - beta) in double, as Python floats, and casts them to float when
  * a tensor op uses them; each element then goes through the same float ops in
  * the same order (addcdiv is (value·t1)/t2, addcmul (value·t1)·t2, add with
- * alpha a + alpha·b). The rules below do exactly that, one element at a time.
+ * alpha a + alpha·b). The rules below do exactly that, one element at a time
+ * (in the vector kernels of src/kernels/vec.h, which keep that order).
  *
  * Hyperparameters live in one double array indexed by vikt_optim_param and
  * are validated against one table. Per-parameter state is keyed by the
@@ -16,6 +17,7 @@
  * model's allocator when a parameter is first updated (or an option needing
  * one is turned on) and initialized when first used, so a failed allocation
  * changes nothing and a steady-state step allocates nothing. */
+#include "../kernels/vec.h"
 #include "optim.h"
 
 #include <math.h>
@@ -357,104 +359,76 @@ static void initialize_buffers(const vikt_optimizer *opt, slot *s, unsigned need
 
 typedef void (*rule_fn)(const vikt_optimizer *opt, vikt_tensor *t, slot *s, double lr);
 
-/* torch: grad.add(param, alpha=weight_decay) when weight_decay != 0. */
-static inline float coupled(float g, float p, int decay, float wd) {
-    return decay ? g + wd * p : g;
-}
-
-/* torch.maximum: NaN in either operand gives NaN. */
-static inline float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
+/* Each rule turns the hyperparameters into the float factors torch uses and
+ * hands the per-element loop to the vector kernel of the ISA in use
+ * (src/kernels/vec.h); the kernels repeat the scalar reference's float
+ * operations in the same order, so every ISA gives the same bits. */
 
 static void sgd_rule(const vikt_optimizer *opt, vikt_tensor *t, slot *s, double lr) {
     const double *hp = opt->hp;
-    float *p = t->data, *buf = s->buf[0];
-    const float *g = t->grad;
-    const int decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0, momentum = hp[VIKT_OPT_MOMENTUM] != 0;
-    const int nesterov = hp[VIKT_OPT_NESTEROV] != 0, fresh = !(s->live & 1u);
-    const float wd = (float)hp[VIKT_OPT_WEIGHT_DECAY], mu = (float)hp[VIKT_OPT_MOMENTUM];
-    const float keep = (float)(1.0 - hp[VIKT_OPT_DAMPENING]), neg_lr = (float)-lr;
-    for (int64_t i = 0; i < t->numel; i++) {
-        float d = coupled(g[i], p[i], decay, wd);
-        if (momentum) {
-            buf[i] = fresh ? d : buf[i] * mu + keep * d;
-            d = nesterov ? d + mu * buf[i] : buf[i];
-        }
-        p[i] = p[i] + neg_lr * d;
-    }
-    if (momentum) s->live |= 1u;
+    vikt__optim_args a;
+    memset(&a, 0, sizeof a);
+    a.decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0;
+    a.momentum = hp[VIKT_OPT_MOMENTUM] != 0;
+    a.nesterov = hp[VIKT_OPT_NESTEROV] != 0;
+    a.fresh = !(s->live & 1u);
+    a.wd = (float)hp[VIKT_OPT_WEIGHT_DECAY];
+    a.mu = (float)hp[VIKT_OPT_MOMENTUM];
+    a.keep = (float)(1.0 - hp[VIKT_OPT_DAMPENING]);
+    a.step = (float)-lr;
+    vikt__vec_get()->sgd(t->numel, t->data, t->grad, s->buf[0], &a);
+    if (a.momentum) s->live |= 1u;
 }
 
 static void adagrad_rule(const vikt_optimizer *opt, vikt_tensor *t, slot *s, double lr) {
     const double *hp = opt->hp;
-    float *p = t->data, *sum = s->buf[0];
-    const float *g = t->grad;
     const double clr = lr / (1.0 + (double)(s->step - 1) * hp[VIKT_OPT_LR_DECAY]);
-    const int decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0;
-    const float wd = (float)hp[VIKT_OPT_WEIGHT_DECAY], eps = (float)hp[VIKT_OPT_EPS];
-    const float neg_clr = (float)-clr;
-    for (int64_t i = 0; i < t->numel; i++) {
-        float d = coupled(g[i], p[i], decay, wd);
-        sum[i] = sum[i] + d * d;
-        float std = sqrtf(sum[i]) + eps;
-        p[i] = p[i] + neg_clr * d / std;
-    }
+    vikt__optim_args a;
+    memset(&a, 0, sizeof a);
+    a.decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0;
+    a.wd = (float)hp[VIKT_OPT_WEIGHT_DECAY];
+    a.eps = (float)hp[VIKT_OPT_EPS];
+    a.step = (float)-clr;
+    vikt__vec_get()->adagrad(t->numel, t->data, t->grad, s->buf[0], &a);
 }
 
 static void rmsprop_rule(const vikt_optimizer *opt, vikt_tensor *t, slot *s, double lr) {
     const double *hp = opt->hp;
-    float *p = t->data, *sq = s->buf[0], *buf = s->buf[1], *gavg = s->buf[2];
-    const float *g = t->grad;
-    const int decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0, momentum = hp[VIKT_OPT_MOMENTUM] > 0;
-    const int centered = hp[VIKT_OPT_CENTERED] != 0;
-    const float wd = (float)hp[VIKT_OPT_WEIGHT_DECAY], eps = (float)hp[VIKT_OPT_EPS];
-    const float a = (float)hp[VIKT_OPT_ALPHA], one_minus_a = (float)(1.0 - hp[VIKT_OPT_ALPHA]);
-    const float mu = (float)hp[VIKT_OPT_MOMENTUM], neg_lr = (float)-lr;
-    for (int64_t i = 0; i < t->numel; i++) {
-        float d = coupled(g[i], p[i], decay, wd);
-        sq[i] = sq[i] * a + one_minus_a * d * d;
-        float avg;
-        if (centered) {
-            gavg[i] = gavg[i] * a + one_minus_a * d;
-            avg = sqrtf(sq[i] + -1.0f * gavg[i] * gavg[i]);
-        } else {
-            avg = sqrtf(sq[i]);
-        }
-        avg = avg + eps;
-        if (momentum) {
-            buf[i] = buf[i] * mu + d / avg;
-            p[i] = p[i] + neg_lr * buf[i];
-        } else {
-            p[i] = p[i] + neg_lr * d / avg;
-        }
-    }
+    vikt__optim_args a;
+    memset(&a, 0, sizeof a);
+    a.decay = hp[VIKT_OPT_WEIGHT_DECAY] != 0;
+    a.momentum = hp[VIKT_OPT_MOMENTUM] > 0;
+    a.centered = hp[VIKT_OPT_CENTERED] != 0;
+    a.wd = (float)hp[VIKT_OPT_WEIGHT_DECAY];
+    a.eps = (float)hp[VIKT_OPT_EPS];
+    a.alpha = (float)hp[VIKT_OPT_ALPHA];
+    a.one_minus_alpha = (float)(1.0 - hp[VIKT_OPT_ALPHA]);
+    a.mu = (float)hp[VIKT_OPT_MOMENTUM];
+    a.step = (float)-lr;
+    vikt__vec_get()->rmsprop(t->numel, t->data, t->grad, s->buf[0], s->buf[1], s->buf[2], &a);
 }
 
 /* Adam couples weight decay into the gradient; AdamW shrinks the parameter
  * by (1 − lr·weight_decay) first and leaves the gradient alone. */
 static void adam_rule(const vikt_optimizer *opt, vikt_tensor *t, slot *s, double lr) {
     const double *hp = opt->hp;
-    float *p = t->data, *m1 = s->buf[0], *m2 = s->buf[1], *vmax = s->buf[2];
-    const float *g = t->grad;
-    const int decoupled = opt->kind == VIKT_OPTIM_ADAMW, amsgrad = hp[VIKT_OPT_AMSGRAD] != 0;
-    const int decay = !decoupled && hp[VIKT_OPT_WEIGHT_DECAY] != 0;
     const double b1 = hp[VIKT_OPT_BETA1], b2 = hp[VIKT_OPT_BETA2];
     const double step_size = lr / (1.0 - pow(b1, (double)s->step));
-    const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)s->step));
-    const float wd = (float)hp[VIKT_OPT_WEIGHT_DECAY], eps = (float)hp[VIKT_OPT_EPS];
-    const float shrink = (float)(1.0 - lr * hp[VIKT_OPT_WEIGHT_DECAY]);
-    const float beta1 = (float)b1, one_minus_b1 = (float)(1.0 - b1);
-    const float beta2 = (float)b2, one_minus_b2 = (float)(1.0 - b2);
-    const float neg_step = (float)-step_size;
-    for (int64_t i = 0; i < t->numel; i++) {
-        if (decoupled) p[i] = p[i] * shrink;
-        float d = coupled(g[i], p[i], decay, wd);
-        m1[i] = m1[i] * beta1 + one_minus_b1 * d;
-        m2[i] = m2[i] * beta2 + one_minus_b2 * d * d;
-        float v = m2[i];
-        if (amsgrad) v = vmax[i] = nan_max(vmax[i], m2[i]);
-        float denom = sqrtf(v) / bc2_sqrt + eps;
-        p[i] = p[i] + neg_step * m1[i] / denom;
-    }
+    vikt__optim_args a;
+    memset(&a, 0, sizeof a);
+    a.decoupled = opt->kind == VIKT_OPTIM_ADAMW;
+    a.amsgrad = hp[VIKT_OPT_AMSGRAD] != 0;
+    a.decay = !a.decoupled && hp[VIKT_OPT_WEIGHT_DECAY] != 0;
+    a.bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)s->step));
+    a.wd = (float)hp[VIKT_OPT_WEIGHT_DECAY];
+    a.eps = (float)hp[VIKT_OPT_EPS];
+    a.shrink = (float)(1.0 - lr * hp[VIKT_OPT_WEIGHT_DECAY]);
+    a.beta1 = (float)b1;
+    a.one_minus_b1 = (float)(1.0 - b1);
+    a.beta2 = (float)b2;
+    a.one_minus_b2 = (float)(1.0 - b2);
+    a.step = (float)-step_size;
+    vikt__vec_get()->adam(t->numel, t->data, t->grad, s->buf[0], s->buf[1], s->buf[2], &a);
 }
 
 static const rule_fn rules[NKIND] = {sgd_rule, adagrad_rule, rmsprop_rule, adam_rule,
