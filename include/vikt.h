@@ -121,14 +121,15 @@ VIKT_API const char *vikt_version(void);
     X(VIKT_ERR_STATE, -5, "the call is not valid in the current state")        \
     X(VIKT_ERR_NOT_FOUND, -6, "no such name")                                  \
     X(VIKT_ERR_IO, -7, "input/output error")                                   \
-    X(VIKT_ERR_FORMAT, -8, "malformed data")
+    X(VIKT_ERR_FORMAT, -8, "malformed data")                                   \
+    X(VIKT_ERR_NONFINITE, -9, "a value is NaN or infinite")
 
 /** @brief Result codes. ::VIKT_OK is zero; every error is negative. */
 typedef enum vikt_status {
 #define VIKT_STATUS_ENUM_(name, value, text) name = value,
     VIKT_STATUS_TABLE(VIKT_STATUS_ENUM_)
 #undef VIKT_STATUS_ENUM_
-    VIKT_STATUS_MIN_ = -8 /**< The most negative code in use. */
+    VIKT_STATUS_MIN_ = -9 /**< The most negative code in use. */
 } vikt_status;
 
 /**
@@ -1604,6 +1605,269 @@ typedef struct vikt_stats {
  *         ::VIKT_ERR_ARG (@p n < 0).
  */
 VIKT_API int vikt_stats_compute(const float *x, int64_t n, vikt_stats *out);
+
+/**
+ * @brief Count @p n floats into @p bins equal-width bins over [lo, hi], in
+ *        double precision, with numpy.histogram's edge rules.
+ *
+ * The edges are e_i = lo + i·(hi − lo)/bins for i < bins, and e_bins = hi
+ * exactly. Bin i holds the values with e_i <= x < e_{i+1}; the last bin
+ * also holds x == hi (it is closed, as in numpy). Values below @p lo or above
+ * @p hi are counted in @p below and @p above, NaN and ±Inf in @p nonfinite,
+ * and are in no bin; so Σcounts + below + above + nonfinite = @p n. Nothing
+ * is allocated.
+ * @param[in]  x         @p n values; may be NULL when @p n is 0.
+ * @param[in]  n         Number of values, >= 0.
+ * @param[in]  lo        Left edge of the first bin, finite.
+ * @param[in]  hi        Right edge of the last bin, finite and > @p lo.
+ * @param[in]  bins      Number of bins, >= 1.
+ * @param[out] counts    Receives @p bins counts (overwritten, not added to).
+ * @param[out] below     Receives the number of values < @p lo; may be NULL.
+ * @param[out] above     Receives the number of values > @p hi; may be NULL.
+ * @param[out] nonfinite Receives the number of NaN and infinite values; may
+ *                       be NULL.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL (@p counts, or @p x with @p n > 0) or
+ *         ::VIKT_ERR_ARG (@p n < 0, @p bins < 1, @p lo or @p hi not finite,
+ *         @p hi <= @p lo, or bin edges that collapse: (hi − lo)/bins rounds
+ *         to no gap between two edges); nothing is written on failure.
+ */
+VIKT_API int vikt_histogram(const float *x, int64_t n, double lo, double hi, int64_t bins,
+                            int64_t *counts, int64_t *below, int64_t *above,
+                            int64_t *nonfinite);
+
+/** @brief What of a parameter vikt_param_stats() and vikt_check_finite()
+ *         look at (flags; combine with |). */
+typedef enum vikt_stats_of {
+    VIKT_STATS_VALUE = 1, /**< The parameter's values (and, for vikt_check_finite(),
+                               the buffers' values). */
+    VIKT_STATS_GRAD = 2   /**< The parameter's gradient. */
+} vikt_stats_of;
+
+/**
+ * @brief vikt_stats_compute() over a parameter's values or gradient, found
+ *        by name.
+ * @param[in]  m    The model.
+ * @param[in]  name The parameter's name.
+ * @param[in]  what ::VIKT_STATS_VALUE or ::VIKT_STATS_GRAD (not both).
+ * @param[out] out  Receives the statistics; unchanged on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOT_FOUND (no such
+ *         parameter), ::VIKT_ERR_ARG (@p what is neither flag alone) or
+ *         ::VIKT_ERR_STATE (the parameter holds no gradient); errors other than NULL @p m are recorded on the
+ *         model with a message naming the parameter.
+ */
+VIKT_API int vikt_param_stats(vikt_model *m, const char *name, vikt_stats_of what,
+                              vikt_stats *out);
+
+/**
+ * @brief The L2 norm of each parameter's gradient and the global norm, in
+ *        double precision.
+ *
+ * The global norm is sqrt(Σ norms²) over every parameter, frozen ones
+ * included (their gradients hold whatever was last accumulated until
+ * vikt_zero_grad()): what torch.nn.utils.clip_grad_norm_ computes before it
+ * clips (::VIKT_OPT_CLIP_NORM clips over the trainable parameters only). A
+ * parameter without a gradient counts 0. NaN and infinities are not left out: a NaN gradient makes its norm and the
+ * global norm NaN, so trouble shows up. Nothing is allocated.
+ * @param[in]  m      The model.
+ * @param[out] norms  Receives the norm of each parameter in creation order
+ *                    (see vikt_param_at()); may be NULL.
+ * @param[in]  n      Capacity of @p norms, at least vikt_param_count() when
+ *                    @p norms is not NULL.
+ * @param[out] global Receives the global norm; may be NULL.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (@p norms too short;
+ *         recorded on the model).
+ */
+VIKT_API int vikt_grad_norms(vikt_model *m, double *norms, int64_t n, double *global);
+
+/** @brief Keeps a copy of a model's parameters to measure how much a step
+ *         changed them (vikt_update_tracker_create()). */
+typedef struct vikt_update_tracker vikt_update_tracker;
+
+/**
+ * @brief Create a tracker of update-to-weight ratios ‖Δw‖/‖w‖ per parameter.
+ *
+ * Use: vikt_update_tracker_snapshot() before vikt_optimizer_step(),
+ * vikt_update_tracker_ratios() after. A ratio far above 1e-3 per step often
+ * means a learning rate too high for that tensor, far below means too low
+ * (or a frozen or dead tensor). The copy is one buffer of
+ * vikt_model_num_params() floats, allocated by the first snapshot (and again
+ * only when parameters are added), from the model's allocator.
+ * @param[in]  m   The model; the tracker belongs to it: destroy the tracker
+ *                 first.
+ * @param[out] out Receives the tracker; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_update_tracker_create(vikt_model *m, vikt_update_tracker **out);
+
+/**
+ * @brief Copy every parameter's values into the tracker (call before the
+ *        step).
+ * @param[in,out] t The tracker.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_NOMEM (the previous
+ *         snapshot is forgotten; recorded on the model).
+ */
+VIKT_API int vikt_update_tracker_snapshot(vikt_update_tracker *t);
+
+/**
+ * @brief ‖w − w₀‖ / ‖w₀‖ per parameter, w₀ being the snapshot, in double
+ *        precision.
+ *
+ * A parameter whose snapshot norm is 0 gets 0 if it did not change and
+ * +Inf otherwise; non-finite values make the ratio NaN or Inf. Nothing is
+ * allocated.
+ * @param[in]  t      The tracker.
+ * @param[out] ratios Receives one ratio per parameter in creation order.
+ * @param[in]  n      Capacity of @p ratios, at least vikt_param_count().
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG (@p ratios too short)
+ *         or ::VIKT_ERR_STATE (no snapshot, or parameters were added since);
+ *         errors are recorded on the model.
+ */
+VIKT_API int vikt_update_tracker_ratios(const vikt_update_tracker *t, double *ratios,
+                                        int64_t n);
+
+/**
+ * @brief Destroy a tracker.
+ * @param[in] t The tracker, or NULL (nothing happens).
+ */
+VIKT_API void vikt_update_tracker_destroy(vikt_update_tracker *t);
+
+/**
+ * @brief The @p k values of largest magnitude with their flat indices,
+ *        largest first: which inputs a linear model leans on.
+ *
+ * Ties in magnitude go to the lower index first, so the result is the same
+ * on every run. NaN ranks above every magnitude, infinities included, so
+ * trouble comes first. O(n log k) time; nothing is allocated (the
+ * output arrays are the working space).
+ * @param[in]  x       @p n values; may be NULL when @p n is 0.
+ * @param[in]  n       Number of values, >= 0.
+ * @param[in]  k       How many to return, >= 0; more than @p n returns @p n.
+ * @param[out] indices Receives min(k, n) flat indices (see
+ *                     vikt_unravel_index() for coordinates).
+ * @param[out] values  Receives the values at those indices (signed); may be
+ *                     NULL.
+ * @return The number written, min(@p k, @p n); ::VIKT_ERR_NULL (@p indices
+ *         with @p k > 0, or @p x with @p n > 0) or ::VIKT_ERR_ARG (@p n or
+ *         @p k < 0).
+ */
+VIKT_API int64_t vikt_topk_abs(const float *x, int64_t n, int64_t k, int64_t *indices,
+                               float *values);
+
+/**
+ * @brief Turn a flat row-major index into coordinates.
+ * @param[in]  index  The flat index, 0 <= index < the product of @p shape.
+ * @param[in]  rank   0 to ::VIKT_MAX_RANK.
+ * @param[in]  shape  @p rank sizes, each >= 1 (may be NULL for rank 0).
+ * @param[out] coords Receives @p rank coordinates (may be NULL for rank 0).
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (@p index outside
+ *         the shape, @p rank out of range or a size < 1).
+ */
+VIKT_API int vikt_unravel_index(int64_t index, int rank, const int64_t *shape,
+                                int64_t *coords);
+
+/**
+ * @brief Check parameters (and buffers) and gradients for NaN and infinity.
+ *
+ * Looks at each parameter in creation order, its values then its gradient
+ * (as @p what asks), then at the buffers' values, and stops at the first
+ * non-finite element. That one is recorded as the model's error, e.g.
+ * "vikt_check_finite: the gradient of parameter 'fc1.weight' (4x3) holds NaN
+ * at flat index 5 [1, 2]". Cost: one pass over what is checked; nothing is
+ * allocated.
+ * @param[in] m    The model.
+ * @param[in] what ::VIKT_STATS_VALUE, ::VIKT_STATS_GRAD or both (|).
+ * @return ::VIKT_OK (all finite), ::VIKT_ERR_NONFINITE (recorded),
+ *         ::VIKT_ERR_NULL or ::VIKT_ERR_ARG (@p what has no known flag or
+ *         another bit).
+ */
+VIKT_API int vikt_check_finite(vikt_model *m, int what);
+
+/**
+ * @brief Turn anomaly detection on or off (like
+ *        torch.autograd.detect_anomaly): find the op where NaN or infinity
+ *        first appears.
+ *
+ * When on, every op checks its output after the forward computation and
+ * fails with ::VIKT_ERR_NONFINITE, returning NULL, when it holds NaN, or
+ * holds ±Inf although no input held NaN or infinity (an overflow or a
+ * pole: exp of a large value, log(0), x/0). Infinities that come in through
+ * an input may pass on (only NaN stops them), and vikt_causal_mask(), whose
+ * contract is −Inf, is exempt. A NaN that came in through an input (a
+ * parameter or vikt_input() data) fails at the first op that reads it,
+ * naming that input. vikt_backward() first checks the gradients that
+ * persistent tensors requiring one already hold, then after each op's
+ * backward the gradients it wrote, and fails at the first NaN or infinity. The message names the op, the
+ * shapes, the flat index and the value, e.g. "anomaly: vikt_log made -inf at
+ * flat index 2 [0, 2] of its output 2x3 from finite inputs (2x3)". Checking costs one
+ * pass over each output and gradient; when off, each op pays one branch.
+ * Off by default.
+ * @param[in] m       The model.
+ * @param[in] enabled Non-zero turns it on.
+ * @return ::VIKT_OK or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_set_anomaly_mode(vikt_model *m, int enabled);
+
+/**
+ * @brief Whether anomaly detection is on.
+ * @param[in] m The model.
+ * @return 1 or 0; 0 for NULL.
+ */
+VIKT_API int vikt_anomaly_mode(const vikt_model *m);
+
+/** @brief Watches training and validation losses for overfitting
+ *         (vikt_gap_tracker_create()). */
+typedef struct vikt_gap_tracker vikt_gap_tracker;
+
+/**
+ * @brief Create a tracker of the gap between training and validation loss.
+ *
+ * The rule, applied once the tracker holds @p window pairs: fit a straight
+ * line by least squares to each of the last @p window training losses and
+ * validation losses against the epoch number; overfitting is flagged when
+ * the validation slope is above @p tolerance and the training slope is below
+ * 0 (validation loss rising while training loss falls).
+ * @param[in]  m         The model whose allocator is used; destroy the
+ *                       tracker first.
+ * @param[in]  window    Epochs considered, 2 to 1,000,000.
+ * @param[in]  tolerance Smallest validation rise per epoch that counts, in
+ *                       loss units, finite and >= 0 (0: any rise).
+ * @param[out] out       Receives the tracker; NULL on failure.
+ * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_ARG or ::VIKT_ERR_NOMEM.
+ */
+VIKT_API int vikt_gap_tracker_create(vikt_model *m, int64_t window, double tolerance,
+                                     vikt_gap_tracker **out);
+
+/**
+ * @brief Add one epoch's losses and apply the rule.
+ * @param[in,out] t          The tracker.
+ * @param[in]     train_loss The epoch's training loss, finite.
+ * @param[in]     val_loss   The epoch's validation loss, finite.
+ * @return 1 if overfitting is flagged now, 0 if not (also while fewer than
+ *         the window's epochs were added), ::VIKT_ERR_NULL or ::VIKT_ERR_ARG
+ *         (a loss that is NaN or infinite; nothing is added).
+ */
+VIKT_API int vikt_gap_tracker_add(vikt_gap_tracker *t, double train_loss, double val_loss);
+
+/**
+ * @brief The tracker's current view.
+ * @param[in]  t           The tracker.
+ * @param[out] train_slope Receives the training-loss slope per epoch over
+ *                         the window (NaN until it is full); may be NULL.
+ * @param[out] val_slope   Receives the validation-loss slope (NaN until
+ *                         full); may be NULL.
+ * @param[out] gap         Receives the last validation loss minus the last
+ *                         training loss (NaN before the first epoch); may be
+ *                         NULL.
+ * @return 1 if overfitting is flagged, 0 if not, or ::VIKT_ERR_NULL.
+ */
+VIKT_API int vikt_gap_tracker_state(const vikt_gap_tracker *t, double *train_slope,
+                                    double *val_slope, double *gap);
+
+/**
+ * @brief Destroy a tracker.
+ * @param[in] t The tracker, or NULL (nothing happens).
+ */
+VIKT_API void vikt_gap_tracker_destroy(vikt_gap_tracker *t);
 
 /* ---------------------------------------------------------------- pruning */
 

@@ -161,6 +161,8 @@ struct vikt_model {
     struct vikt__io_state *io;
     /* LoRA and bottleneck adapters (src/layers/lora.c); NULL until attached. */
     struct vikt__peft *peft;
+    /* vikt_set_anomaly_mode: ops and backward check for NaN/Inf (src/tape.c). */
+    int anomaly;
 };
 
 /* Free the model's file state (src/io/file.c). */
@@ -188,6 +190,19 @@ int vikt__norm_axis(int axis, int rank); /* -1 if out of range */
 /* A tensor seen as [outer, shape[axis], inner] around one axis. */
 int64_t vikt__outer_size(const vikt_tensor *t, int axis);
 int64_t vikt__inner_size(const vikt_tensor *t, int axis);
+
+/* The index of the first NaN or infinity in x, or -1 (src/stats.c). */
+int64_t vikt__first_nonfinite(const float *x, int64_t n);
+
+/* "NaN", "-inf" or "%g" of a value, for messages (NaN's sign is dropped:
+ * glibc prints "-nan" for the NaN that x86 arithmetic makes). */
+#define VIKT__VALUE_STR 32
+const char *vikt__value_str(float v, char *buf);
+
+/* "flat index 5 [1, 2]": where in t an element is, for messages; buf needs
+ * VIKT__WHERE_STR bytes. */
+#define VIKT__WHERE_STR 128
+const char *vikt__where_str(const vikt_tensor *t, int64_t index, char *buf);
 
 /* 1 / (1 + e^-x) without overflow for large |x|. */
 static inline float vikt__sigmoid(float x) {

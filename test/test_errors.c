@@ -51,6 +51,7 @@ static void strerror_every_code(void **state) {
     assert_string_equal(vikt_strerror(VIKT_ERR_NOT_FOUND), "no such name");
     assert_string_equal(vikt_strerror(VIKT_ERR_IO), "input/output error");
     assert_string_equal(vikt_strerror(VIKT_ERR_FORMAT), "malformed data");
+    assert_string_equal(vikt_strerror(VIKT_ERR_NONFINITE), "a value is NaN or infinite");
     /* Pinned values. */
     assert_int_equal(VIKT_OK, 0);
     assert_int_equal(VIKT_ERR_NULL, -1);
@@ -61,13 +62,14 @@ static void strerror_every_code(void **state) {
     assert_int_equal(VIKT_ERR_NOT_FOUND, -6);
     assert_int_equal(VIKT_ERR_IO, -7);
     assert_int_equal(VIKT_ERR_FORMAT, -8);
-    assert_int_equal(VIKT_STATUS_MIN_, -8);
+    assert_int_equal(VIKT_ERR_NONFINITE, -9);
+    assert_int_equal(VIKT_STATUS_MIN_, -9);
     /* Every code in range has its own text; everything else is unknown. */
     for (int a = VIKT_STATUS_MIN_; a <= 0; a++) {
         assert_string_not_equal(vikt_strerror(a), "unknown status");
         for (int b = a + 1; b <= 0; b++) assert_string_not_equal(vikt_strerror(a), vikt_strerror(b));
     }
-    const int unknown[] = {1, 2, -9, -100, 1000, INT_MAX, INT_MIN};
+    const int unknown[] = {1, 2, -10, -100, 1000, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         assert_string_equal(vikt_strerror(unknown[i]), "unknown status");
 }

@@ -39,6 +39,14 @@ class vikt_optimizer(Structure):
     """Opaque."""
 
 
+class vikt_update_tracker(Structure):
+    """Opaque."""
+
+
+class vikt_gap_tracker(Structure):
+    """Opaque."""
+
+
 class vikt_dataset(Structure):
     """Opaque."""
 
@@ -46,6 +54,8 @@ class vikt_dataset(Structure):
 Model = POINTER(vikt_model)
 Tensor = POINTER(vikt_tensor)
 Optimizer = POINTER(vikt_optimizer)
+UpdateTracker = POINTER(vikt_update_tracker)
+GapTracker = POINTER(vikt_gap_tracker)
 Dataset = POINTER(vikt_dataset)
 
 
@@ -90,6 +100,7 @@ vikt_optim_kind = c_int  # enum vikt_optim_kind
 vikt_optim_param = c_int  # enum vikt_optim_param
 I64P = POINTER(c_int64)
 F32P = POINTER(c_float)
+DOUBLEP = POINTER(ctypes.c_double)
 
 VIKT_OK, VIKT_ERR_NULL, VIKT_ERR_NOMEM, VIKT_ERR_SHAPE = 0, -1, -2, -3
 VIKT_ERR_ARG, VIKT_ERR_STATE = -4, -5
@@ -229,6 +240,23 @@ SIGNATURES = {
     "vikt_optimizer_destroy": (None, [Optimizer]),
     # statistics
     "vikt_stats_compute": (c_int, [F32P, c_int64, POINTER(vikt_stats)]),
+    "vikt_histogram": (c_int, [F32P, c_int64, ctypes.c_double, ctypes.c_double, c_int64, I64P,
+                               I64P, I64P, I64P]),
+    "vikt_param_stats": (c_int, [Model, c_char_p, c_int, POINTER(vikt_stats)]),
+    "vikt_grad_norms": (c_int, [Model, DOUBLEP, c_int64, DOUBLEP]),
+    "vikt_update_tracker_create": (c_int, [Model, POINTER(UpdateTracker)]),
+    "vikt_update_tracker_snapshot": (c_int, [UpdateTracker]),
+    "vikt_update_tracker_ratios": (c_int, [UpdateTracker, DOUBLEP, c_int64]),
+    "vikt_update_tracker_destroy": (None, [UpdateTracker]),
+    "vikt_topk_abs": (c_int64, [F32P, c_int64, c_int64, I64P, F32P]),
+    "vikt_unravel_index": (c_int, [c_int64, c_int, I64P, I64P]),
+    "vikt_check_finite": (c_int, [Model, c_int]),
+    "vikt_set_anomaly_mode": (c_int, [Model, c_int]),
+    "vikt_anomaly_mode": (c_int, [Model]),
+    "vikt_gap_tracker_create": (c_int, [Model, c_int64, ctypes.c_double, POINTER(GapTracker)]),
+    "vikt_gap_tracker_add": (c_int, [GapTracker, ctypes.c_double, ctypes.c_double]),
+    "vikt_gap_tracker_state": (c_int, [GapTracker, DOUBLEP, DOUBLEP, DOUBLEP]),
+    "vikt_gap_tracker_destroy": (None, [GapTracker]),
     # files
     "vikt_save": (c_int, [Model, c_char_p]),
     "vikt_load": (c_int, [Model, c_char_p, c_int]),
@@ -911,6 +939,62 @@ def elastic_weight_consolidation(lib):
         lib.vikt_model_clear_error(m)
     finally:
         lib.vikt_ewc_destroy(ewc)
+        lib.vikt_model_destroy(m)
+
+
+@test
+def statistics_for_trouble(lib):
+    # Histogram, top-k and coordinates cross the boundary with int64 arrays.
+    x = floats(0.0, 1.0, 2.0, 3.0, -5.0, float("nan"))
+    counts = (c_int64 * 3)()
+    below, above, bad = c_int64(), c_int64(), c_int64()
+    expect(lib.vikt_histogram(x, 6, 0.0, 3.0, 3, counts, ctypes.byref(below),
+                              ctypes.byref(above), ctypes.byref(bad)) == VIKT_OK, "histogram")
+    expect(list(counts) == [1, 1, 2] and (below.value, above.value, bad.value) == (1, 0, 1),
+           f"histogram {list(counts)} {below.value} {above.value} {bad.value}")
+    idx, vals = (c_int64 * 2)(), (c_float * 2)()
+    expect(lib.vikt_topk_abs(x, 5, 2, idx, vals) == 2, "topk count")
+    expect(list(idx) == [4, 3] and list(vals) == [-5.0, 3.0], f"topk {list(idx)} {list(vals)}")
+    coords = (c_int64 * 2)()
+    expect(lib.vikt_unravel_index(5, 2, shape(2, 3), coords) == VIKT_OK and list(coords) == [1, 2],
+           "unravel")
+    m = POINTER(vikt_model)()
+    expect(lib.vikt_model_create(None, 1, ctypes.byref(m)) == VIKT_OK, "create")
+    try:
+        w = lib.vikt_param(m, b"w", 1, shape(2), VIKT_INIT_ZEROS)
+        lib.vikt_tensor_data(w)[1] = float("nan")
+        s = vikt_stats()
+        expect(lib.vikt_param_stats(m, b"w", 1, ctypes.byref(s)) == VIKT_OK and s.nan_count == 1,
+               "param_stats")
+        lib.vikt_tensor_grad(w)[0] = 3.0
+        lib.vikt_tensor_grad(w)[1] = 4.0
+        norms, total = (ctypes.c_double * 1)(), ctypes.c_double()
+        expect(lib.vikt_grad_norms(m, norms, 1, ctypes.byref(total)) == VIKT_OK
+               and norms[0] == 5.0 and total.value == 5.0, "grad norms")
+        expect(lib.vikt_check_finite(m, 3) == -9, "check_finite finds the NaN")
+        expect("parameter 'w'" in errmsg(lib, m), errmsg(lib, m))
+        lib.vikt_model_clear_error(m)
+        lib.vikt_tensor_data(w)[1] = 1.0
+        tracker = UpdateTracker()
+        expect(lib.vikt_update_tracker_create(m, ctypes.byref(tracker)) == VIKT_OK, "tracker")
+        expect(lib.vikt_update_tracker_snapshot(tracker) == VIKT_OK, "snapshot")
+        lib.vikt_tensor_data(w)[1] = 1.5
+        ratios = (ctypes.c_double * 1)()
+        expect(lib.vikt_update_tracker_ratios(tracker, ratios, 1) == VIKT_OK
+               and close(ratios[0], 0.5), f"ratio {ratios[0]}")
+        lib.vikt_update_tracker_destroy(tracker)
+        expect(lib.vikt_set_anomaly_mode(m, 1) == VIKT_OK and lib.vikt_anomaly_mode(m) == 1,
+               "anomaly mode")
+        gap = GapTracker()
+        expect(lib.vikt_gap_tracker_create(m, 2, 0.0, ctypes.byref(gap)) == VIKT_OK, "gap")
+        lib.vikt_gap_tracker_add(gap, 1.0, 1.0)
+        expect(lib.vikt_gap_tracker_add(gap, 0.5, 1.5) == 1, "overfitting flagged")
+        ts, vs, g = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        expect(lib.vikt_gap_tracker_state(gap, ctypes.byref(ts), ctypes.byref(vs),
+                                          ctypes.byref(g)) == 1, "state")
+        expect((ts.value, vs.value, g.value) == (-0.5, 0.5, 1.0), f"{ts.value} {vs.value} {g.value}")
+        lib.vikt_gap_tracker_destroy(gap)
+    finally:
         lib.vikt_model_destroy(m)
 
 
