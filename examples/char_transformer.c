@@ -92,7 +92,6 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-
 /* --------------------------------------------------------------- the text */
 
 typedef struct corpus {
@@ -399,7 +398,6 @@ static void usage(FILE *f) {
             "  --load PATH      start from a saved file (same text alphabet)\n"
             "  --help           this text\n");
 }
-
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {

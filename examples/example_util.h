@@ -8,6 +8,7 @@
  *
  * ex_failed                  report a failed vikt call (the model's message)
  * ex_parse_long              a whole-number option with a range check
+ * ex_parse_options           the --flag value loop, with --help
  * ex_model_create            vikt_model_create that reports its failure
  * ex_digits, ex_load_digits  the digits CSV as a 75/25 train/test split in
  *                            caller arrays (define EXAMPLE_DIGITS first)
@@ -21,6 +22,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <vikt.h>
 
 /* Whether the call that returned `rc` failed: a negative `rc` or the model's
@@ -45,6 +47,27 @@ static inline int ex_parse_long(const char *flag, const char *s, long lo, long h
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* Reads argv as "--flag value" pairs. --help (or -h) prints usage(stdout)
+ * and gives 1. Every other flag goes with its value (NULL after the last
+ * argument) to option(), which gives 0 when it took the pair, -1 on a bad
+ * value (having said why) and 1 for a flag it does not know. Gives 0 to
+ * run, 1 after --help, -1 on a bad or unknown option. */
+static inline int ex_parse_options(int argc, char **argv, void (*usage)(FILE *),
+                                   int (*option)(void *o, const char *flag, const char *value),
+                                   void *o) {
+    for (int i = 1; i < argc; i += 2) {
+        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(flag, "--help") || !strcmp(flag, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        int took = option(o, flag, value);
+        if (took > 0) fprintf(stderr, EXAMPLE_NAME ": unknown argument %s (try --help)\n", flag);
+        if (took) return -1;
+    }
     return 0;
 }
 

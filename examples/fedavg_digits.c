@@ -67,7 +67,6 @@ typedef struct options {
     const char *data, *files;
 } options;
 
-
 /* A participant: its model, its data, and its optimizer and trainer (made
  * each round, or once with --optimizer-state kept). */
 typedef struct party {
@@ -78,11 +77,7 @@ typedef struct party {
     vikt_trainer *t;
 } party;
 
-
 /* ------------------------------------------------------------- the data */
-
-
-
 
 /* A dataset of `m` over rows [first, first + n) of `d`. */
 static int make_dataset(vikt_model *m, const ex_digits *d, int64_t first, int64_t n,
@@ -291,43 +286,40 @@ static void usage(FILE *f) {
             MAX_CLIENTS);
 }
 
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--clients"))
+        bad = ex_parse_long(a, v, 1, MAX_CLIENTS, &o->clients);
+    else if (!strcmp(a, "--rounds"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->rounds);
+    else if (!strcmp(a, "--local-epochs"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->local_epochs);
+    else if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--optimizer-state")) {
+        bad = !v || (strcmp(v, "fresh") && strcmp(v, "kept"));
+        if (bad) fprintf(stderr, "fedavg_digits: --optimizer-state needs fresh or kept\n");
+        else o->keep_optimizer = !strcmp(v, "kept");
+    } else if (!strcmp(a, "--data") || !strcmp(a, "--files")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "fedavg_digits: %s needs a path\n", a);
+        *(!strcmp(a, "--data") ? &o->data : &o->files) = v;
+    } else {
+        return 1; /* not an option of this example */
+    }
+    return bad ? -1 : 0;
+}
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.clients = 5, .rounds = 15, .local_epochs = 5, .hidden = 64, .seed = 42,
                    .data = "data/digits.csv"};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--clients"))
-            bad = ex_parse_long(a, v, 1, MAX_CLIENTS, &o->clients);
-        else if (!strcmp(a, "--rounds"))
-            bad = ex_parse_long(a, v, 1, 10000, &o->rounds);
-        else if (!strcmp(a, "--local-epochs"))
-            bad = ex_parse_long(a, v, 1, 10000, &o->local_epochs);
-        else if (!strcmp(a, "--hidden"))
-            bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
-        else if (!strcmp(a, "--seed"))
-            bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--optimizer-state")) {
-            bad = !v || (strcmp(v, "fresh") && strcmp(v, "kept"));
-            if (bad) fprintf(stderr, "fedavg_digits: --optimizer-state needs fresh or kept\n");
-            else o->keep_optimizer = !strcmp(v, "kept");
-        } else if (!strcmp(a, "--data") || !strcmp(a, "--files")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "fedavg_digits: %s needs a path\n", a);
-            *(!strcmp(a, "--data") ? &o->data : &o->files) = v;
-        } else {
-            fprintf(stderr, "fedavg_digits: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */

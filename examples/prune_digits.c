@@ -56,12 +56,7 @@ typedef struct options {
     const char *data, *save;
 } options;
 
-
-
 /* ------------------------------------------------------------- the data */
-
-
-
 
 static int make_dataset(vikt_model *m, const ex_digits *d, vikt_dataset **out) {
     return ex_failed(m, "making a dataset", vikt_dataset_create(m, d->n, 1, (int64_t[]){PIXELS},
@@ -279,37 +274,34 @@ static void usage(FILE *f) {
                "  --help          this text\n");
 }
 
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
+    else if (!strcmp(a, "--epochs"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->epochs);
+    else if (!strcmp(a, "--finetune"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->finetune);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--data") || !strcmp(a, "--save")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "prune_digits: %s needs a path\n", a);
+        *(!strcmp(a, "--data") ? &o->data : &o->save) = v;
+    } else {
+        return 1; /* not an option of this example */
+    }
+    return bad ? -1 : 0;
+}
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.hidden = 128, .epochs = 30, .finetune = 5, .seed = 42,
                    .data = "data/digits.csv", .save = "build/prune_digits.safetensors"};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--hidden"))
-            bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
-        else if (!strcmp(a, "--epochs"))
-            bad = ex_parse_long(a, v, 1, 10000, &o->epochs);
-        else if (!strcmp(a, "--finetune"))
-            bad = ex_parse_long(a, v, 1, 10000, &o->finetune);
-        else if (!strcmp(a, "--seed"))
-            bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--data") || !strcmp(a, "--save")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "prune_digits: %s needs a path\n", a);
-            *(!strcmp(a, "--data") ? &o->data : &o->save) = v;
-        } else {
-            fprintf(stderr, "prune_digits: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */

@@ -71,7 +71,6 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-
 /* ------------------------------------------------------------- the data */
 
 /* Draws `count` noisy waves with the model's generator, so the data follows
@@ -262,40 +261,37 @@ static void usage(FILE *f) {
             BATCH);
 }
 
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--steps"))
+        bad = ex_parse_long(a, v, 1, 100000000, &o->steps);
+    else if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 1024, &o->hidden);
+    else if (!strcmp(a, "--threads"))
+        bad = ex_parse_long(a, v, 1, 64, &o->threads);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--cell")) {
+        bad = !v || (strcmp(v, "lstm") && strcmp(v, "gru"));
+        if (bad) fprintf(stderr, "sequence_lstm: --cell needs lstm or gru\n");
+        else o->gru = !strcmp(v, "gru");
+    } else if (!strcmp(a, "--save")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "sequence_lstm: --save needs a path\n");
+        o->save = v;
+    } else {
+        return 1; /* not an option of this example */
+    }
+    return bad ? -1 : 0;
+}
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.steps = 1500, .hidden = 32, .threads = 1, .seed = 42};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--steps"))
-            bad = ex_parse_long(a, v, 1, 100000000, &o->steps);
-        else if (!strcmp(a, "--hidden"))
-            bad = ex_parse_long(a, v, 1, 1024, &o->hidden);
-        else if (!strcmp(a, "--threads"))
-            bad = ex_parse_long(a, v, 1, 64, &o->threads);
-        else if (!strcmp(a, "--seed"))
-            bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--cell")) {
-            bad = !v || (strcmp(v, "lstm") && strcmp(v, "gru"));
-            if (bad) fprintf(stderr, "sequence_lstm: --cell needs lstm or gru\n");
-            else o->gru = !strcmp(v, "gru");
-        } else if (!strcmp(a, "--save")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "sequence_lstm: --save needs a path\n");
-            o->save = v;
-        } else {
-            fprintf(stderr, "sequence_lstm: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */
