@@ -205,7 +205,7 @@ check-fuzz: fuzz
 	  -artifact_prefix=build/fuzz/ build/fuzz/corpus test/fuzz/corpus test/fixtures/safetensors
 
 # --- examples and the demo ---------------------------------------------------
-$(BUILD)/examples/%: examples/%.c $(LIB)
+$(BUILD)/examples/%: examples/%.c examples/example_util.h $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $(LDFLAGS) $< $(LIB) -lm -pthread -o $@
 

@@ -38,6 +38,9 @@
  *                    safetensors file
  *   --load PATH      start from such a file (the text must use the same bytes)
  *   [text-file]      the text to learn (default examples/data/weights.txt)
+ *
+ * The option parsing and error reporting live in
+ * example_util.h next to this file (small static functions, ex_*).
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +48,8 @@
 #include <string.h>
 #include <time.h>
 #include <vikt.h>
+#define EXAMPLE_NAME "char_transformer"
+#include "example_util.h"
 
 /* The network's size: about 110 thousand parameters for a ~70-symbol text. */
 enum {
@@ -85,14 +90,6 @@ static double seconds_now(void) {
     struct timespec ts;
     timespec_get(&ts, TIME_UTC);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Prints the model's sticky error (the op and the shapes) and says whether
- * there was one. */
-static int failed(vikt_model *m, const char *what) {
-    if (!vikt_model_errcode(m)) return 0;
-    fprintf(stderr, "char_transformer: %s: %s\n", what, vikt_model_errmsg(m));
-    return 1;
 }
 
 /* --------------------------------------------------------------- the text */
@@ -243,7 +240,7 @@ static int train(vikt_model *m, const corpus *c, const options *o) {
     if (make_optimizer(m, o->steps, &opt)) return 1;
 
     double before = heldout_loss(m, c, split);
-    if (failed(m, "held-out loss")) goto fail;
+    if (ex_failed(m, "held-out loss", 0)) goto fail;
     printf("step %5d  held-out loss %.3f  (uniform guess: %.3f = ln %d)\n", 0, before,
            log((double)c->vocab), c->vocab);
 
@@ -259,7 +256,7 @@ static int train(vikt_model *m, const corpus *c, const options *o) {
         vikt_tensor *loss = window_loss(m, c, starts);
         vikt_backward(m, loss);
         int rc = vikt_optimizer_step(opt);
-        if (failed(m, "training step")) goto fail;
+        if (ex_failed(m, "training step", 0)) goto fail;
         if (rc) {
             fprintf(stderr, "char_transformer: vikt_optimizer_step: %s\n", vikt_strerror(rc));
             goto fail;
@@ -270,7 +267,7 @@ static int train(vikt_model *m, const corpus *c, const options *o) {
             double t1 = seconds_now(), lr;
             vikt_optimizer_get(opt, VIKT_OPT_CURRENT_LR, &lr);
             double held = heldout_loss(m, c, split);
-            if (failed(m, "held-out loss")) goto fail;
+            if (ex_failed(m, "held-out loss", 0)) goto fail;
             printf("step %5ld  train loss %.3f  held-out loss %.3f  lr %.2e  %.1f steps/s\n", step,
                    window_total / window_steps, held, lr, window_steps / (t1 - t0));
             fflush(stdout);
@@ -334,7 +331,7 @@ static int sample(vikt_model *m, const corpus *c, const options *o) {
         long t = n < CONTEXT ? n : CONTEXT;
         vikt_step_begin(m);
         vikt_tensor *logits = forward(m, ids + n - t, 1, t, c->vocab);
-        if (failed(m, "sampling")) {
+        if (ex_failed(m, "sampling", 0)) {
             rc = 1;
             break;
         }
@@ -355,7 +352,7 @@ static int sample(vikt_model *m, const corpus *c, const options *o) {
  * checkpoint is never read with another text's alphabet. */
 static int store_vocab(vikt_model *m, const corpus *c) {
     vikt_tensor *v = vikt_buffer(m, "vocab", 1, (int64_t[]){c->vocab}, VIKT_INIT_ZEROS);
-    if (!v) return failed(m, "vocab buffer");
+    if (!v) return ex_failed(m, "vocab buffer", 0);
     float *values = vikt_tensor_data(v);
     for (int i = 0; i < c->vocab; i++) values[i] = c->symbol[i];
     return 0;
@@ -402,17 +399,6 @@ static void usage(FILE *f) {
             "  --help           this text\n");
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "char_transformer: %s needs a whole number in %ld..%ld\n", flag, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.steps = 1500, .threads = 1, .chars = 400, .seed = 42, .temperature = 0.8,
@@ -425,16 +411,16 @@ static int parse_options(int argc, char **argv, options *o) {
             usage(stdout);
             return 1;
         } else if (!strcmp(a, "--steps")) {
-            if (parse_long(a, v, 0, 100000000, &o->steps)) return -1;
+            if (ex_parse_long(a, v, 0, 100000000, &o->steps)) return -1;
             i++;
         } else if (!strcmp(a, "--threads")) {
-            if (parse_long(a, v, 1, 64, &o->threads)) return -1;
+            if (ex_parse_long(a, v, 1, 64, &o->threads)) return -1;
             i++;
         } else if (!strcmp(a, "--chars")) {
-            if (parse_long(a, v, 0, 1000000, &o->chars)) return -1;
+            if (ex_parse_long(a, v, 0, 1000000, &o->chars)) return -1;
             i++;
         } else if (!strcmp(a, "--seed")) {
-            if (parse_long(a, v, 0, 2147483647, &n)) return -1;
+            if (ex_parse_long(a, v, 0, 2147483647, &n)) return -1;
             o->seed = (unsigned long long)n;
             i++;
         } else if (!strcmp(a, "--temperature")) {
@@ -484,13 +470,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     vikt_model *m;
-    int rc = vikt_model_create(NULL, o.seed, &m);
-    if (rc) {
-        fprintf(stderr, "char_transformer: vikt_model_create: %s\n", vikt_strerror(rc));
+    if (ex_model_create(o.seed, &m)) {
         free_text(&c);
         return 1;
     }
-    rc = vikt_set_num_threads(m, (int)o.threads);
+    int rc = vikt_set_num_threads(m, (int)o.threads);
     if (rc) fprintf(stderr, "char_transformer: vikt_set_num_threads: %s\n", vikt_strerror(rc));
     int status = rc != 0;
     if (!status && o.load) status = load_checkpoint(m, &c, o.load);
@@ -501,7 +485,7 @@ int main(int argc, char **argv) {
         vikt_step_begin(m);
         forward(m, c.ids, 1, 1, c.vocab);
         vikt_set_grad_enabled(m, 1);
-        status = failed(m, "building the model");
+        status = ex_failed(m, "building the model", 0);
     }
     if (!status) {
         char table[4096];
@@ -514,7 +498,7 @@ int main(int argc, char **argv) {
     }
     if (!status && o.save) {
         status = store_vocab(m, &c);
-        if (!status && vikt_save(m, o.save)) status = failed(m, "saving");
+        if (!status && vikt_save(m, o.save)) status = ex_failed(m, "saving", 0);
         if (!status) printf("saved %s\n", o.save);
     }
     if (!status && o.chars > 0) status = sample(m, &c, &o);

@@ -45,11 +45,17 @@
  *   --seed N                random seed (default 42)
  *   --files DIR             in the last round also save the client models to
  *                           DIR, average the files, compare, remove them
+ *
+ * The option parsing, error reporting and digits loading live in
+ * example_util.h next to this file (small static functions, ex_*).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vikt.h>
+#define EXAMPLE_NAME "fedavg_digits"
+#define EXAMPLE_DIGITS
+#include "example_util.h"
 
 enum { PIXELS = 64, CLASSES = 10, BATCH = 32, MAX_CLIENTS = 64 };
 static const float LEARNING_RATE = 3e-3f;
@@ -61,14 +67,6 @@ typedef struct options {
     const char *data, *files;
 } options;
 
-/* One part of the data in caller arrays; datasets of any model can be made
- * over it, or over a slice of it. */
-typedef struct digits {
-    int64_t n;
-    float *x;   /* [n, PIXELS] */
-    int32_t *y; /* [n] */
-} digits;
-
 /* A participant: its model, its data, and its optimizer and trainer (made
  * each round, or once with --optimizer-state kept). */
 typedef struct party {
@@ -79,54 +77,13 @@ typedef struct party {
     vikt_trainer *t;
 } party;
 
-/* Prints the model's message (or the status) when a call failed. */
-static int failed(vikt_model *m, const char *what, int64_t rc) {
-    if (rc >= 0 && !vikt_model_errcode(m)) return 0;
-    const char *msg = vikt_model_errmsg(m);
-    fprintf(stderr, "fedavg_digits: %s: %s\n", what,
-            msg && *msg ? msg : vikt_strerror(rc < 0 ? (int)rc : vikt_model_errcode(m)));
-    return 1;
-}
-
 /* ------------------------------------------------------------- the data */
 
-static void free_digits(digits *d) {
-    free(d->x);
-    free(d->y);
-}
-
-static int copy_out(vikt_model *m, const vikt_dataset *ds, digits *d) {
-    d->n = vikt_dataset_size(ds);
-    d->x = malloc((size_t)d->n * PIXELS * sizeof *d->x);
-    d->y = malloc((size_t)d->n * sizeof *d->y);
-    if (!d->x || !d->y) {
-        fprintf(stderr, "fedavg_digits: out of memory for %lld samples\n", (long long)d->n);
-        return 1;
-    }
-    return failed(m, "copying the data", vikt_dataset_copy_batch(ds, 0, d->n, d->x, d->y, NULL));
-}
-
-/* Pixels 0..16 scaled to [0, 1]; a 75/25 split drawn from the model's seed,
- * so the training rows come in random order and contiguous shards of them
- * are IID. */
-static int load_digits(vikt_model *m, const char *path, digits *train, digits *test) {
-    vikt_dataset *all = NULL, *tr = NULL, *te = NULL;
-    int status = failed(m, "loading", vikt_dataset_load_csv(m, path, 0, -1, ',', CLASSES, &all));
-    if (!status) status = failed(m, "scaling", vikt_dataset_scale(all, 1.0f / 16.0f, 0.0f));
-    if (!status)
-        status = failed(m, "splitting", vikt_dataset_split(all, vikt_dataset_size(all) / 4, &tr, &te));
-    if (!status) status = copy_out(m, tr, train) || copy_out(m, te, test);
-    vikt_dataset_destroy(all);
-    vikt_dataset_destroy(tr);
-    vikt_dataset_destroy(te);
-    return status;
-}
-
 /* A dataset of `m` over rows [first, first + n) of `d`. */
-static int make_dataset(vikt_model *m, const digits *d, int64_t first, int64_t n,
+static int make_dataset(vikt_model *m, const ex_digits *d, int64_t first, int64_t n,
                         vikt_dataset **out) {
-    return failed(m, "making a dataset",
-                  vikt_dataset_create(m, n, 1, (int64_t[]){PIXELS}, d->x + first * PIXELS,
+    return ex_failed(m, "making a dataset",
+                     vikt_dataset_create(m, n, 1, (int64_t[]){PIXELS}, d->x + first * PIXELS,
                                       d->y + first, NULL, 0, out));
 }
 
@@ -146,7 +103,7 @@ static int build(vikt_model *m, options *o, const vikt_dataset *ds) {
     vikt_step_begin(m);
     mlp(m, vikt_dataset_input(ds, 0, 1), o);
     vikt_set_grad_enabled(m, 1);
-    return failed(m, "creating the parameters", 0);
+    return ex_failed(m, "creating the parameters", 0);
 }
 
 /* dst's parameters := src's, matched by name: what the server sends. */
@@ -182,12 +139,14 @@ static int same_params(vikt_model *a, vikt_model *b) {
 /* The party's Adam and a quiet trainer of BATCH rows and `epochs` epochs
  * per fit; an evaluation-only trainer when `epochs` is 0. */
 static int start_trainer(party *p, options *o, long epochs) {
-    if (epochs && failed(p->m, "creating Adam", vikt_adam_create(p->m, LEARNING_RATE, &p->opt)))
+    vikt_model *m = p->m;
+    if (epochs && ex_failed(m, "creating Adam", vikt_adam_create(m, LEARNING_RATE, &p->opt)))
         return 1;
-    return failed(p->m, "creating a trainer", vikt_trainer_create(p->m, p->opt, mlp, o, &p->t)) ||
-           failed(p->m, "batch size", vikt_trainer_set(p->t, VIKT_FIT_BATCH_SIZE, BATCH)) ||
-           failed(p->m, "progress", vikt_trainer_set(p->t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF)) ||
-           (epochs && failed(p->m, "epochs", vikt_trainer_set(p->t, VIKT_FIT_EPOCHS, (double)epochs)));
+    return ex_failed(m, "creating a trainer", vikt_trainer_create(m, p->opt, mlp, o, &p->t)) ||
+           ex_failed(m, "batch size", vikt_trainer_set(p->t, VIKT_FIT_BATCH_SIZE, BATCH)) ||
+           ex_failed(m, "progress", vikt_trainer_set(p->t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF)) ||
+           (epochs &&
+            ex_failed(m, "epochs", vikt_trainer_set(p->t, VIKT_FIT_EPOCHS, (double)epochs)));
 }
 
 static void stop_trainer(party *p) {
@@ -199,14 +158,10 @@ static void stop_trainer(party *p) {
 
 /* A model of its own seed with datasets over rows [first, first + n) of
  * the training split and, when `test` is not NULL, over the test split. */
-static int make_party(party *p, options *o, uint64_t seed, const digits *train, int64_t first,
-                      int64_t n, const digits *test) {
+static int make_party(party *p, options *o, uint64_t seed, const ex_digits *train, int64_t first,
+                      int64_t n, const ex_digits *test) {
     *p = (party){0};
-    int rc = vikt_model_create(NULL, seed, &p->m);
-    if (rc) {
-        fprintf(stderr, "fedavg_digits: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
+    if (ex_model_create(seed, &p->m)) return 1;
     return make_dataset(p->m, train, first, n, &p->train) ||
            (test && make_dataset(p->m, test, 0, test->n, &p->test)) || build(p->m, o, p->train);
 }
@@ -219,7 +174,7 @@ static void free_party(party *p) {
 }
 
 static int test_accuracy(party *p, double *acc) {
-    return failed(p->m, "evaluating", vikt_trainer_evaluate(p->t, p->test, NULL, acc));
+    return ex_failed(p->m, "evaluating", vikt_trainer_evaluate(p->t, p->test, NULL, acc));
 }
 
 /* ---------------------------------------------------------------- rounds */
@@ -229,7 +184,7 @@ static int test_accuracy(party *p, double *acc) {
 static int train_client(party *c, party *server, options *o) {
     if (copy_params(c->m, server->m)) return 1;
     if (!c->t && start_trainer(c, o, o->local_epochs)) return 1;
-    if (failed(c->m, "local training", vikt_trainer_fit(c->t, c->train, NULL))) return 1;
+    if (ex_failed(c->m, "local training", vikt_trainer_fit(c->t, c->train, NULL))) return 1;
     if (!o->keep_optimizer) stop_trainer(c);
     return 0;
 }
@@ -253,17 +208,17 @@ static int average_files(party *clients, const double *weights, options *o, part
             fprintf(stderr, "fedavg_digits: --files directory name too long\n");
             status = 1;
         } else {
-            status = failed(clients[saved].m, "saving a client",
-                            vikt_save(clients[saved].m, paths[saved]));
+            status = ex_failed(clients[saved].m, "saving a client",
+                               vikt_save(clients[saved].m, paths[saved]));
             saved += !status;
         }
     }
     if (!status) {
-        int rc = vikt_model_create(NULL, 0, &from_files);
-        if (rc) fprintf(stderr, "fedavg_digits: vikt_model_create: %s\n", vikt_strerror(rc));
-        status = rc || failed(from_files, "loading", vikt_load(from_files, paths[0], VIKT_LOAD_STRICT)) ||
-                 failed(from_files, "vikt_fedavg_files",
-                        vikt_fedavg_files(from_files, names, weights, k));
+        status = ex_model_create(0, &from_files) ||
+                 ex_failed(from_files, "loading",
+                           vikt_load(from_files, paths[0], VIKT_LOAD_STRICT)) ||
+                 ex_failed(from_files, "vikt_fedavg_files",
+                           vikt_fedavg_files(from_files, names, weights, k));
     }
     if (!status) {
         int same = same_params(from_files, server->m);
@@ -296,10 +251,11 @@ static int run_rounds(party *server, party *clients, party *central, options *o,
     for (long r = 1; r <= o->rounds; r++) {
         for (long i = 0; i < o->clients; i++)
             if (train_client(&clients[i], server, o)) return 1;
-        if (failed(server->m, "vikt_fedavg", vikt_fedavg(server->m, models, weights, o->clients)))
+        if (ex_failed(server->m, "vikt_fedavg",
+                      vikt_fedavg(server->m, models, weights, o->clients)))
             return 1;
-        if (failed(central->m, "centralized training",
-                   vikt_trainer_fit(central->t, central->train, NULL)) ||
+        if (ex_failed(central->m, "centralized training",
+                      vikt_trainer_fit(central->t, central->train, NULL)) ||
             test_accuracy(server, fed) || test_accuracy(central, central_acc))
             return 1;
         printf("%5ld  %6ld   %20.4f   %11.4f   %12.2f\n", r, r * o->local_epochs, *fed,
@@ -330,53 +286,40 @@ static void usage(FILE *f) {
             MAX_CLIENTS);
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "fedavg_digits: %s needs a whole number in %ld..%ld\n", flag, lo, hi);
-        return -1;
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--clients"))
+        bad = ex_parse_long(a, v, 1, MAX_CLIENTS, &o->clients);
+    else if (!strcmp(a, "--rounds"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->rounds);
+    else if (!strcmp(a, "--local-epochs"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->local_epochs);
+    else if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--optimizer-state")) {
+        bad = !v || (strcmp(v, "fresh") && strcmp(v, "kept"));
+        if (bad) fprintf(stderr, "fedavg_digits: --optimizer-state needs fresh or kept\n");
+        else o->keep_optimizer = !strcmp(v, "kept");
+    } else if (!strcmp(a, "--data") || !strcmp(a, "--files")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "fedavg_digits: %s needs a path\n", a);
+        *(!strcmp(a, "--data") ? &o->data : &o->files) = v;
+    } else {
+        return 1; /* not an option of this example */
     }
-    *out = v;
-    return 0;
+    return bad ? -1 : 0;
 }
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.clients = 5, .rounds = 15, .local_epochs = 5, .hidden = 64, .seed = 42,
                    .data = "data/digits.csv"};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--clients"))
-            bad = parse_long(a, v, 1, MAX_CLIENTS, &o->clients);
-        else if (!strcmp(a, "--rounds"))
-            bad = parse_long(a, v, 1, 10000, &o->rounds);
-        else if (!strcmp(a, "--local-epochs"))
-            bad = parse_long(a, v, 1, 10000, &o->local_epochs);
-        else if (!strcmp(a, "--hidden"))
-            bad = parse_long(a, v, 1, 4096, &o->hidden);
-        else if (!strcmp(a, "--seed"))
-            bad = parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--optimizer-state")) {
-            bad = !v || (strcmp(v, "fresh") && strcmp(v, "kept"));
-            if (bad) fprintf(stderr, "fedavg_digits: --optimizer-state needs fresh or kept\n");
-            else o->keep_optimizer = !strcmp(v, "kept");
-        } else if (!strcmp(a, "--data") || !strcmp(a, "--files")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "fedavg_digits: %s needs a path\n", a);
-            *(!strcmp(a, "--data") ? &o->data : &o->files) = v;
-        } else {
-            fprintf(stderr, "fedavg_digits: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -384,7 +327,7 @@ static int parse_options(int argc, char **argv, options *o) {
 /* The server (global model, evaluation only), the K clients with their
  * shards, and the centralized baseline, all starting from the server's
  * initial parameters; then the rounds. */
-static int run(party *server, options *o, const digits *train, const digits *test) {
+static int run(party *server, options *o, const ex_digits *train, const ex_digits *test) {
     party clients[MAX_CLIENTS] = {{0}}, central = {0};
     double fed = 0, central_acc = 0;
     int status = start_trainer(server, o, 0);
@@ -420,14 +363,10 @@ int main(int argc, char **argv) {
     options o;
     int parsed = parse_options(argc, argv, &o);
     if (parsed) return parsed > 0 ? 0 : 2;
-    digits train = {0}, test = {0};
+    ex_digits train = {0}, test = {0};
     party server = {0};
-    int rc = vikt_model_create(NULL, (uint64_t)o.seed, &server.m);
-    if (rc) {
-        fprintf(stderr, "fedavg_digits: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
-    int status = load_digits(server.m, o.data, &train, &test);
+    if (ex_model_create((uint64_t)o.seed, &server.m)) return 1;
+    int status = ex_load_digits(server.m, o.data, &train, &test);
     if (!status && train.n < o.clients) {
         fprintf(stderr, "fedavg_digits: %lld training rows cannot make %ld shards\n",
                 (long long)train.n, o.clients);
@@ -444,7 +383,7 @@ int main(int argc, char **argv) {
         status = run(&server, &o, &train, &test);
     }
     free_party(&server);
-    free_digits(&train);
-    free_digits(&test);
+    ex_free_digits(&train);
+    ex_free_digits(&test);
     return status;
 }

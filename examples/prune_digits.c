@@ -35,11 +35,17 @@
  *   --save PATH     where the pruned model is saved and reloaded from
  *                   (default build/prune_digits.safetensors: like the
  *                   data path, relative to the top of the source tree)
+ *
+ * The option parsing, error reporting and digits loading live in
+ * example_util.h next to this file (small static functions, ex_*).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vikt.h>
+#define EXAMPLE_NAME "prune_digits"
+#define EXAMPLE_DIGITS
+#include "example_util.h"
 
 enum { PIXELS = 64, CLASSES = 10, BATCH = 32, LEVELS = 3 };
 static const float LEARNING_RATE = 3e-3f;
@@ -50,58 +56,11 @@ typedef struct options {
     const char *data, *save;
 } options;
 
-/* One part of the data in caller arrays, so that datasets of any model can
- * be made over it (a dataset belongs to one model). */
-typedef struct digits {
-    int64_t n;
-    float *x;   /* [n, PIXELS] */
-    int32_t *y; /* [n] */
-} digits;
-
-/* Prints the model's message (or the status) when a call failed. */
-static int failed(vikt_model *m, const char *what, int64_t rc) {
-    if (rc >= 0 && !vikt_model_errcode(m)) return 0;
-    const char *msg = vikt_model_errmsg(m);
-    fprintf(stderr, "prune_digits: %s: %s\n", what,
-            msg && *msg ? msg : vikt_strerror(rc < 0 ? (int)rc : vikt_model_errcode(m)));
-    return 1;
-}
-
 /* ------------------------------------------------------------- the data */
 
-static void free_digits(digits *d) {
-    free(d->x);
-    free(d->y);
-}
-
-static int copy_out(vikt_model *m, const vikt_dataset *ds, digits *d) {
-    d->n = vikt_dataset_size(ds);
-    d->x = malloc((size_t)d->n * PIXELS * sizeof *d->x);
-    d->y = malloc((size_t)d->n * sizeof *d->y);
-    if (!d->x || !d->y) {
-        fprintf(stderr, "prune_digits: out of memory for %lld samples\n", (long long)d->n);
-        return 1;
-    }
-    return failed(m, "copying the data", vikt_dataset_copy_batch(ds, 0, d->n, d->x, d->y, NULL));
-}
-
-/* Pixels 0..16 scaled to [0, 1]; a 75/25 split drawn from the model's seed. */
-static int load_digits(vikt_model *m, const char *path, digits *train, digits *test) {
-    vikt_dataset *all = NULL, *tr = NULL, *te = NULL;
-    int status = failed(m, "loading", vikt_dataset_load_csv(m, path, 0, -1, ',', CLASSES, &all));
-    if (!status) status = failed(m, "scaling", vikt_dataset_scale(all, 1.0f / 16.0f, 0.0f));
-    if (!status)
-        status = failed(m, "splitting", vikt_dataset_split(all, vikt_dataset_size(all) / 4, &tr, &te));
-    if (!status) status = copy_out(m, tr, train) || copy_out(m, te, test);
-    vikt_dataset_destroy(all);
-    vikt_dataset_destroy(tr);
-    vikt_dataset_destroy(te);
-    return status;
-}
-
-static int make_dataset(vikt_model *m, const digits *d, vikt_dataset **out) {
-    return failed(m, "making a dataset",
-                  vikt_dataset_create(m, d->n, 1, (int64_t[]){PIXELS}, d->x, d->y, NULL, 0, out));
+static int make_dataset(vikt_model *m, const ex_digits *d, vikt_dataset **out) {
+    return ex_failed(m, "making a dataset", vikt_dataset_create(m, d->n, 1, (int64_t[]){PIXELS},
+                                                                 d->x, d->y, NULL, 0, out));
 }
 
 /* ------------------------------------------------------------ the model */
@@ -117,10 +76,10 @@ static vikt_tensor *mlp(vikt_model *m, vikt_tensor *x, void *ud) {
 static int make_trainer(vikt_model *m, options *o, vikt_optimizer **opt, vikt_trainer **t) {
     *opt = NULL;
     *t = NULL;
-    if (failed(m, "creating Adam", vikt_adam_create(m, LEARNING_RATE, opt)) ||
-        failed(m, "creating the trainer", vikt_trainer_create(m, *opt, mlp, o, t)) ||
-        failed(m, "batch size", vikt_trainer_set(*t, VIKT_FIT_BATCH_SIZE, BATCH)) ||
-        failed(m, "progress", vikt_trainer_set(*t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF)))
+    if (ex_failed(m, "creating Adam", vikt_adam_create(m, LEARNING_RATE, opt)) ||
+        ex_failed(m, "creating the trainer", vikt_trainer_create(m, *opt, mlp, o, t)) ||
+        ex_failed(m, "batch size", vikt_trainer_set(*t, VIKT_FIT_BATCH_SIZE, BATCH)) ||
+        ex_failed(m, "progress", vikt_trainer_set(*t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF)))
         return 1;
     return 0;
 }
@@ -131,18 +90,18 @@ static void free_trainer(vikt_optimizer *opt, vikt_trainer *t) {
 }
 
 static int fit(vikt_trainer *t, vikt_model *m, long epochs, vikt_dataset *train) {
-    return failed(m, "setting epochs", vikt_trainer_set(t, VIKT_FIT_EPOCHS, (double)epochs)) ||
-           failed(m, "training", vikt_trainer_fit(t, train, NULL));
+    return ex_failed(m, "setting epochs", vikt_trainer_set(t, VIKT_FIT_EPOCHS, (double)epochs)) ||
+           ex_failed(m, "training", vikt_trainer_fit(t, train, NULL));
 }
 
 static int accuracy(vikt_trainer *t, vikt_model *m, const vikt_dataset *test, double *acc) {
-    return failed(m, "evaluating", vikt_trainer_evaluate(t, test, NULL, acc));
+    return ex_failed(m, "evaluating", vikt_trainer_evaluate(t, test, NULL, acc));
 }
 
 /* The share of the pruned weights (rank >= 2 parameters) that are zero. */
 static int sparsity(vikt_model *m, double *out) {
     int64_t zeros, numel;
-    if (failed(m, "counting zeros", vikt_prune_count(m, NULL, &zeros, &numel))) return 1;
+    if (ex_failed(m, "counting zeros", vikt_prune_count(m, NULL, &zeros, &numel))) return 1;
     *out = (double)zeros / (double)numel;
     return 0;
 }
@@ -182,7 +141,8 @@ static int prune_in_levels(vikt_model *m, options *o, vikt_trainer *t, vikt_data
            o->finetune);
     for (int level = 0; level < LEVELS; level++) {
         double pruned_acc, tuned_acc, s;
-        if (failed(m, "pruning", vikt_prune_magnitude(m, NULL, LEVEL_SPARSITY[level], VIKT_PRUNE_GLOBAL)) ||
+        if (ex_failed(m, "pruning",
+                      vikt_prune_magnitude(m, NULL, LEVEL_SPARSITY[level], VIKT_PRUNE_GLOBAL)) ||
             accuracy(t, m, test, &pruned_acc) || fit(t, m, o->finetune, train) ||
             accuracy(t, m, test, &tuned_acc) || sparsity(m, &s))
             return 1;
@@ -202,20 +162,16 @@ static int prune_in_levels(vikt_model *m, options *o, vikt_trainer *t, vikt_data
  * fresh one scores the same and that its masks hold through a further epoch
  * of training (zeros written in the file alone would not: Adam would move
  * them). */
-static int save_and_reload(vikt_model *m, options *o, const digits *train_part,
-                           const digits *test_part, double expected) {
-    if (failed(m, "saving", vikt_save(m, o->save))) return 1;
+static int save_and_reload(vikt_model *m, options *o, const ex_digits *train_part,
+                           const ex_digits *test_part, double expected) {
+    if (ex_failed(m, "saving", vikt_save(m, o->save))) return 1;
     vikt_model *fresh;
-    int rc = vikt_model_create(NULL, (uint64_t)o->seed, &fresh);
-    if (rc) {
-        fprintf(stderr, "prune_digits: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
+    if (ex_model_create((uint64_t)o->seed, &fresh)) return 1;
     vikt_dataset *train = NULL, *test = NULL;
     vikt_optimizer *opt = NULL;
     vikt_trainer *t = NULL;
     double again = 0, after = 0, s_loaded = 0, s_after = 0;
-    int status = failed(fresh, "loading", vikt_load(fresh, o->save, VIKT_LOAD_STRICT)) ||
+    int status = ex_failed(fresh, "loading", vikt_load(fresh, o->save, VIKT_LOAD_STRICT)) ||
                  make_dataset(fresh, train_part, &train) || make_dataset(fresh, test_part, &test) ||
                  make_trainer(fresh, o, &opt, &t) || accuracy(t, fresh, test, &again) ||
                  sparsity(fresh, &s_loaded);
@@ -261,11 +217,11 @@ static int prune_on_schedule(vikt_trainer *t, vikt_fit_event event, void *ud) {
                                   g->every, g->count, &s);
     if (due == 1) {
         g->prunings++;
-        if (failed(g->m, "pruning on schedule",
-                   vikt_prune_magnitude(g->m, NULL, s, VIKT_PRUNE_GLOBAL)))
+        if (ex_failed(g->m, "pruning on schedule",
+                      vikt_prune_magnitude(g->m, NULL, s, VIKT_PRUNE_GLOBAL)))
             g->status = 1;
     } else if (due < 0) {
-        g->status = failed(g->m, "vikt_prune_schedule", due);
+        g->status = ex_failed(g->m, "vikt_prune_schedule", due);
     }
     return g->status; /* non-zero stops the fit */
 }
@@ -277,7 +233,7 @@ static int prune_on_schedule(vikt_trainer *t, vikt_fit_event event, void *ud) {
 static int prune_gradually(vikt_model *m, options *o, const float *dense, vikt_dataset *train,
                            const vikt_dataset *test, double in_levels) {
     int64_t dropped = vikt_prune_remove(m, NULL);
-    if (failed(m, "removing the masks", dropped)) return 1;
+    if (ex_failed(m, "removing the masks", dropped)) return 1;
     restore(m, dense);
     long epochs = LEVELS * o->finetune;
     int64_t steps_per_epoch = (vikt_dataset_size(train) + BATCH - 1) / BATCH;
@@ -288,7 +244,7 @@ static int prune_gradually(vikt_model *m, options *o, const float *dense, vikt_d
     vikt_trainer *t;
     double acc = 0, s = 0;
     int status = make_trainer(m, o, &opt, &t) ||
-                 failed(m, "callback", vikt_trainer_set_callback(t, prune_on_schedule, &g)) ||
+                 ex_failed(m, "callback", vikt_trainer_set_callback(t, prune_on_schedule, &g)) ||
                  fit(t, m, epochs, train) || g.status || accuracy(t, m, test, &acc) ||
                  sparsity(m, &s);
     if (!status)
@@ -318,52 +274,39 @@ static void usage(FILE *f) {
                "  --help          this text\n");
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "prune_digits: %s needs a whole number in %ld..%ld\n", flag, lo, hi);
-        return -1;
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 4096, &o->hidden);
+    else if (!strcmp(a, "--epochs"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->epochs);
+    else if (!strcmp(a, "--finetune"))
+        bad = ex_parse_long(a, v, 1, 10000, &o->finetune);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--data") || !strcmp(a, "--save")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "prune_digits: %s needs a path\n", a);
+        *(!strcmp(a, "--data") ? &o->data : &o->save) = v;
+    } else {
+        return 1; /* not an option of this example */
     }
-    *out = v;
-    return 0;
+    return bad ? -1 : 0;
 }
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.hidden = 128, .epochs = 30, .finetune = 5, .seed = 42,
                    .data = "data/digits.csv", .save = "build/prune_digits.safetensors"};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--hidden"))
-            bad = parse_long(a, v, 1, 4096, &o->hidden);
-        else if (!strcmp(a, "--epochs"))
-            bad = parse_long(a, v, 1, 10000, &o->epochs);
-        else if (!strcmp(a, "--finetune"))
-            bad = parse_long(a, v, 1, 10000, &o->finetune);
-        else if (!strcmp(a, "--seed"))
-            bad = parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--data") || !strcmp(a, "--save")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "prune_digits: %s needs a path\n", a);
-            *(!strcmp(a, "--data") ? &o->data : &o->save) = v;
-        } else {
-            fprintf(stderr, "prune_digits: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */
 
-static int run(vikt_model *m, options *o, const digits *train_part, const digits *test_part) {
+static int run(vikt_model *m, options *o, const ex_digits *train_part, const ex_digits *test_part) {
     vikt_dataset *train = NULL, *test = NULL;
     vikt_optimizer *opt = NULL;
     vikt_trainer *t = NULL;
@@ -392,13 +335,9 @@ int main(int argc, char **argv) {
     int parsed = parse_options(argc, argv, &o);
     if (parsed) return parsed > 0 ? 0 : 2;
     vikt_model *m;
-    int rc = vikt_model_create(NULL, (uint64_t)o.seed, &m);
-    if (rc) {
-        fprintf(stderr, "prune_digits: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
-    digits train = {0}, test = {0};
-    int status = load_digits(m, o.data, &train, &test);
+    if (ex_model_create((uint64_t)o.seed, &m)) return 1;
+    ex_digits train = {0}, test = {0};
+    int status = ex_load_digits(m, o.data, &train, &test);
     if (!status) {
         printf("vikt %s: digits MLP %d-%ld-%d, ReLU, Adam lr %g, batch %d; %lld train / %lld "
                "test rows\n",
@@ -406,8 +345,8 @@ int main(int argc, char **argv) {
                (long long)train.n, (long long)test.n);
         status = run(m, &o, &train, &test);
     }
-    free_digits(&train);
-    free_digits(&test);
+    ex_free_digits(&train);
+    ex_free_digits(&test);
     vikt_model_destroy(m);
     return status;
 }

@@ -30,6 +30,9 @@
  *   --threads N   threads for the matrix products (default 1)
  *   --seed N      random seed (default 42)
  *   --save PATH   save the trained parameters (safetensors), reload, check
+ *
+ * The option parsing and error reporting live in
+ * example_util.h next to this file (small static functions, ex_*).
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +40,8 @@
 #include <string.h>
 #include <time.h>
 #include <vikt.h>
+#define EXAMPLE_NAME "sequence_lstm"
+#include "example_util.h"
 
 enum {
     STEPS_T = 50,  /* samples per sequence */
@@ -66,12 +71,6 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int failed(vikt_model *m, const char *what) {
-    if (!vikt_model_errcode(m)) return 0;
-    fprintf(stderr, "sequence_lstm: %s: %s\n", what, vikt_model_errmsg(m));
-    return 1;
-}
-
 /* ------------------------------------------------------------- the data */
 
 /* Draws `count` noisy waves with the model's generator, so the data follows
@@ -89,7 +88,7 @@ static int make_waves(vikt_model *m, int count, waves *w) {
     vikt_step_begin(m);
     vikt_tensor *shape = vikt_rand(m, 2, (int64_t[]){count, 3}, 0.0f, 1.0f);
     vikt_tensor *noise = vikt_randn(m, 2, (int64_t[]){count, STEPS_T + 1}, 0.0f, NOISE_STD);
-    if (failed(m, "drawing the data")) return 1;
+    if (ex_failed(m, "drawing the data", 0)) return 1;
     const float *u = vikt_tensor_data(shape), *e = vikt_tensor_data(noise);
     for (int s = 0; s < count; s++) {
         float amplitude = 0.5f + u[3 * s], omega = 0.1f + 0.4f * u[3 * s + 1],
@@ -184,7 +183,7 @@ static int train(vikt_model *m, const options *o, const waves *train_set, const 
     vikt_optimizer *opt;
     if (make_optimizer(m, o->steps, &opt)) return 1;
     double untrained = validation_mse(m, o, valid);
-    if (failed(m, "validation")) {
+    if (ex_failed(m, "validation", 0)) {
         vikt_optimizer_destroy(opt);
         return 1;
     }
@@ -200,7 +199,7 @@ static int train(vikt_model *m, const options *o, const waves *train_set, const 
         vikt_tensor *loss = scored_loss(m, o, train_set, (int)((step - 1) % batches) * BATCH, BATCH);
         vikt_backward(m, loss);
         int rc = vikt_optimizer_step(opt);
-        if ((status = failed(m, "training step")) != 0) break;
+        if ((status = ex_failed(m, "training step", 0)) != 0) break;
         if (rc) {
             fprintf(stderr, "sequence_lstm: vikt_optimizer_step: %s\n", vikt_strerror(rc));
             status = 1;
@@ -211,7 +210,7 @@ static int train(vikt_model *m, const options *o, const waves *train_set, const 
         if (step % report_every == 0 || step == o->steps) {
             double elapsed = seconds_now() - t0;
             double valid_mse = validation_mse(m, o, valid);
-            if ((status = failed(m, "validation")) != 0) break;
+            if ((status = ex_failed(m, "validation", 0)) != 0) break;
             printf("step %5ld  train MSE %.5f  validation MSE %.5f  %.0f steps/s\n", step,
                    total / done, valid_mse, done / elapsed);
             fflush(stdout);
@@ -226,13 +225,9 @@ static int train(vikt_model *m, const options *o, const waves *train_set, const 
 
 /* Saves, loads into a fresh model and checks that it predicts the same. */
 static int save_and_reload(vikt_model *m, const options *o, const waves *valid, double expected) {
-    if (vikt_save(m, o->save)) return failed(m, "saving");
+    if (vikt_save(m, o->save)) return ex_failed(m, "saving", 0);
     vikt_model *fresh;
-    int rc = vikt_model_create(NULL, 0, &fresh);
-    if (rc) {
-        fprintf(stderr, "sequence_lstm: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
+    if (ex_model_create(0, &fresh)) return 1;
     int status = 0;
     if (vikt_load(fresh, o->save, VIKT_LOAD_STRICT)) {
         char report[1024];
@@ -241,7 +236,7 @@ static int save_and_reload(vikt_model *m, const options *o, const waves *valid, 
         status = 1;
     } else {
         double again = validation_mse(fresh, o, valid);
-        status = failed(fresh, "validation of the loaded model");
+        status = ex_failed(fresh, "validation of the loaded model", 0);
         if (!status)
             printf("saved %s; a fresh model loaded from it: validation MSE %.5f (%s)\n", o->save,
                    again, again == expected ? "identical" : "DIFFERENT");
@@ -266,50 +261,37 @@ static void usage(FILE *f) {
             BATCH);
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "sequence_lstm: %s needs a whole number in %ld..%ld\n", flag, lo, hi);
-        return -1;
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    int bad = 0;
+    if (!strcmp(a, "--steps"))
+        bad = ex_parse_long(a, v, 1, 100000000, &o->steps);
+    else if (!strcmp(a, "--hidden"))
+        bad = ex_parse_long(a, v, 1, 1024, &o->hidden);
+    else if (!strcmp(a, "--threads"))
+        bad = ex_parse_long(a, v, 1, 64, &o->threads);
+    else if (!strcmp(a, "--seed"))
+        bad = ex_parse_long(a, v, 0, 2147483647, &o->seed);
+    else if (!strcmp(a, "--cell")) {
+        bad = !v || (strcmp(v, "lstm") && strcmp(v, "gru"));
+        if (bad) fprintf(stderr, "sequence_lstm: --cell needs lstm or gru\n");
+        else o->gru = !strcmp(v, "gru");
+    } else if (!strcmp(a, "--save")) {
+        bad = !v;
+        if (bad) fprintf(stderr, "sequence_lstm: --save needs a path\n");
+        o->save = v;
+    } else {
+        return 1; /* not an option of this example */
     }
-    *out = v;
-    return 0;
+    return bad ? -1 : 0;
 }
 
 /* Returns 0 to run, 1 after --help, -1 on a bad option. */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.steps = 1500, .hidden = 32, .threads = 1, .seed = 42};
-    for (int i = 1; i < argc; i += 2) { /* every option but --help takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 1;
-        }
-        int bad = 0;
-        if (!strcmp(a, "--steps"))
-            bad = parse_long(a, v, 1, 100000000, &o->steps);
-        else if (!strcmp(a, "--hidden"))
-            bad = parse_long(a, v, 1, 1024, &o->hidden);
-        else if (!strcmp(a, "--threads"))
-            bad = parse_long(a, v, 1, 64, &o->threads);
-        else if (!strcmp(a, "--seed"))
-            bad = parse_long(a, v, 0, 2147483647, &o->seed);
-        else if (!strcmp(a, "--cell")) {
-            bad = !v || (strcmp(v, "lstm") && strcmp(v, "gru"));
-            if (bad) fprintf(stderr, "sequence_lstm: --cell needs lstm or gru\n");
-            else o->gru = !strcmp(v, "gru");
-        } else if (!strcmp(a, "--save")) {
-            bad = !v;
-            if (bad) fprintf(stderr, "sequence_lstm: --save needs a path\n");
-            o->save = v;
-        } else {
-            fprintf(stderr, "sequence_lstm: unknown argument %s (try --help)\n", a);
-            return -1;
-        }
-        if (bad) return -1;
-    }
-    return 0;
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -320,14 +302,10 @@ int main(int argc, char **argv) {
     if (parsed) return parsed > 0 ? 0 : 2;
 
     vikt_model *m;
-    int rc = vikt_model_create(NULL, (uint64_t)o.seed, &m);
-    if (rc) {
-        fprintf(stderr, "sequence_lstm: vikt_model_create: %s\n", vikt_strerror(rc));
-        return 1;
-    }
+    if (ex_model_create((uint64_t)o.seed, &m)) return 1;
     waves train_set = {0}, valid = {0};
     int status = 0;
-    rc = vikt_set_num_threads(m, (int)o.threads);
+    int rc = vikt_set_num_threads(m, (int)o.threads);
     if (rc) {
         fprintf(stderr, "sequence_lstm: vikt_set_num_threads: %s\n", vikt_strerror(rc));
         status = 1;
@@ -344,7 +322,7 @@ int main(int argc, char **argv) {
         status = train(m, &o, &train_set, &valid);
         if (!status) {
             double final = validation_mse(m, &o, &valid);
-            status = failed(m, "validation");
+            status = ex_failed(m, "validation", 0);
             if (!status) {
                 char table[1024];
                 vikt_model_summary(m, table, sizeof table);

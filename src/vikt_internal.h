@@ -204,6 +204,20 @@ const char *vikt__value_str(float v, char *buf);
 #define VIKT__WHERE_STR 128
 const char *vikt__where_str(const vikt_tensor *t, int64_t index, char *buf);
 
+/* dst[i] += src[i] where the two never overlap (a gradient and scratch or
+ * another gradient). Four independent lanes keep the loop free of a
+ * store-to-load chain and let the compiler vectorize it (col2im, the
+ * stride-1 case, was 14 % of the CNN bench step before). */
+static inline void vikt__add_into(float *restrict dst, const float *restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float a = dst[i] + src[i], b = dst[i + 1] + src[i + 1];
+        float c = dst[i + 2] + src[i + 2], d = dst[i + 3] + src[i + 3];
+        dst[i] = a, dst[i + 1] = b, dst[i + 2] = c, dst[i + 3] = d;
+    }
+    for (; i < n; i++) dst[i] += src[i];
+}
+
 /* 1 / (1 + e^-x) without overflow for large |x|. */
 static inline float vikt__sigmoid(float x) {
     if (x >= 0) return 1.0f / (1.0f + expf(-x));

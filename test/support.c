@@ -1,9 +1,15 @@
+/* mkdtemp, opendir, rmdir and unlink are POSIX. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "support.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 vt_alloc_stats vt_stats;
 
@@ -166,4 +172,73 @@ void vt_gradcheck(const char *what, int n, const vt_grad_input *inputs, vt_build
     assert_true(checked > 0);
     assert_int_equal(vikt_model_errcode(m), VIKT_OK);
     vikt_model_destroy(m);
+}
+
+/* ------------------------------------------------------------------ files */
+
+char *vt_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    size_t size = strlen(base) + strlen(tag) + 16;
+    char *dir = malloc(size);
+    assert_non_null(dir);
+    snprintf(dir, size, "%s/vikt-%s-XXXXXX", base, tag);
+    if (!mkdtemp(dir)) fail_msg("mkdtemp %s: %s", dir, strerror(errno));
+    return dir;
+}
+
+static int is_dot_or_dotdot(const char *name) {
+    return !strcmp(name, ".") || !strcmp(name, "..");
+}
+
+void vt_rmdir(char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (is_dot_or_dotdot(e->d_name)) continue;
+        char *path = vt_join(dir, e->d_name);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
+    rmdir(dir);
+    free(dir);
+}
+
+char *vt_join(const char *dir, const char *name) {
+    size_t size = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(size);
+    assert_non_null(path);
+    snprintf(path, size, "%s/%s", dir, name);
+    return path;
+}
+
+int vt_count_entries(const char *dir, const char *containing) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += !is_dot_or_dotdot(e->d_name) && strstr(e->d_name, containing);
+    closedir(d);
+    return n;
+}
+
+unsigned char *vt_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *bytes = malloc(*n + 1);
+    assert_non_null(bytes);
+    assert_int_equal(fread(bytes, 1, *n, f), *n);
+    bytes[*n] = 0;
+    fclose(f);
+    return bytes;
+}
+
+void vt_write_file(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot create %s: %s", path, strerror(errno));
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
 }

@@ -62,4 +62,21 @@ typedef struct vt_grad_input {
 void vt_gradcheck(const char *what, int n, const vt_grad_input *inputs, vt_build_fn build,
                   void *ctx, double atol, double rtol);
 
+/* ------------------------------------------------------------------ files */
+
+/* A fresh directory $TMPDIR/vikt-TAG-XXXXXX (or under /tmp); malloc'd, fails
+ * the test when it cannot be made. */
+char *vt_tmpdir(const char *tag);
+/* Removes the files in `dir`, then `dir` itself, and frees the string. */
+void vt_rmdir(char *dir);
+/* "dir/name", malloc'd. */
+char *vt_join(const char *dir, const char *name);
+/* Entries of `dir` (not . and ..) whose names contain `containing` ("" for all). */
+int vt_count_entries(const char *dir, const char *containing);
+/* The whole file, malloc'd with a NUL after the *n bytes; fails the test
+ * when the file cannot be read. */
+unsigned char *vt_read_file(const char *path, size_t *n);
+/* Writes n bytes to path (replacing it); fails the test on a short write. */
+void vt_write_file(const char *path, const void *bytes, size_t n);
+
 #endif

@@ -126,62 +126,9 @@ static double get(const vikt_optimizer *opt, vikt_optim_param p) {
 
 /* ---------------------------------------------------------------- files */
 
-static char *tmpdir(void) {
-    char *dir = malloc(96);
-    snprintf(dir, 96, "%s/vikt-ckpt-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    return dir;
-}
-
-static char *join(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
-static int entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static void remove_dir(char *dir) {
-    DIR *d = opendir(dir);
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.') {
-            char *p = join(dir, e->d_name);
-            unlink(p);
-            free(p);
-        }
-    closedir(d);
-    rmdir(dir);
-    free(dir);
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n + 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const unsigned char *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-}
-
 static int same_files(const char *a, const char *b) {
     size_t na, nb;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    unsigned char *x = vt_read_file(a, &na), *y = vt_read_file(b, &nb);
     int same = na == nb && memcmp(x, y, na) == 0;
     free(x), free(y);
     return same;
@@ -261,8 +208,8 @@ static void uninterrupted(const config *c, const char *mid, const char *end, vik
 
 static void exact_resume(void **state) {
     (void)state;
-    char *dir = tmpdir(), *mid = join(dir, "mid.ckpt"), *end = join(dir, "end.ckpt");
-    char *resumed_end = join(dir, "resumed.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *mid = vt_join(dir, "mid.ckpt"), *end = vt_join(dir, "end.ckpt");
+    char *resumed_end = vt_join(dir, "resumed.ckpt");
     for (int ci = 0; ci < NCONFIGS; ci++) {
         const config *c = &configs[ci];
         vikt_model *a;
@@ -295,7 +242,7 @@ static void exact_resume(void **state) {
         vikt_model_destroy(a), vikt_model_destroy(b);
     }
     free(mid), free(end), free(resumed_end);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* The test is sensitive: without the saved generator (dropout masks) or
@@ -303,7 +250,7 @@ static void exact_resume(void **state) {
 static void resume_needs_generator_and_state(void **state) {
     (void)state;
     const config *c = &configs[ADAM_AMSGRAD];
-    char *dir = tmpdir(), *mid = join(dir, "mid.ckpt"), *end = join(dir, "end.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *mid = vt_join(dir, "mid.ckpt"), *end = vt_join(dir, "end.ckpt");
     vikt_model *a;
     vikt_optimizer *oa;
     double lr_mid;
@@ -324,7 +271,7 @@ static void resume_needs_generator_and_state(void **state) {
     vikt_optimizer_destroy(oa);
     vikt_model_destroy(a);
     free(mid), free(end);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* Whether this program can run itself in a child process: under qemu-user
@@ -374,8 +321,8 @@ static void exact_resume_in_a_new_process(void **state) {
         print_message("cannot run a child process here (qemu-user?): skipped\n");
         skip();
     }
-    char *dir = tmpdir(), *mid = join(dir, "mid.ckpt"), *end = join(dir, "end.ckpt");
-    char *resumed_end = join(dir, "resumed.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *mid = vt_join(dir, "mid.ckpt"), *end = vt_join(dir, "end.ckpt");
+    char *resumed_end = vt_join(dir, "resumed.ckpt");
     for (int ci = 0; ci < NCONFIGS; ci++) {
         vikt_model *a;
         vikt_optimizer *oa;
@@ -400,7 +347,7 @@ static void exact_resume_in_a_new_process(void **state) {
         vikt_model_destroy(a);
     }
     free(mid), free(end), free(resumed_end);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* ------------------------------------------------------ weights and rest */
@@ -411,7 +358,7 @@ static void exact_resume_in_a_new_process(void **state) {
 static void weights_from_a_checkpoint(void **state) {
     (void)state;
     const config *c = &configs[ADAM_AMSGRAD];
-    char *dir = tmpdir(), *mid = join(dir, "mid.ckpt"), *end = join(dir, "end.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *mid = vt_join(dir, "mid.ckpt"), *end = vt_join(dir, "end.ckpt");
     vikt_model *a;
     vikt_optimizer *oa;
     double lr_mid;
@@ -454,14 +401,14 @@ static void weights_from_a_checkpoint(void **state) {
     vikt_optimizer_destroy(oa);
     vikt_model_destroy(a);
     free(mid), free(end);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* Hyperparameters survive exactly whatever their digits, and counts, the
  * generator and the format's numbers read back as written. */
 static void numbers_are_exact(void **state) {
     (void)state;
-    char *dir = tmpdir(), *path = join(dir, "n.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *path = vt_join(dir, "n.ckpt");
     static const double lrs[] = {0.1, 1e-300, 4.9406564584124654e-324, 2.2250738585072009e-308,
                                  1.7976931348623157e308, 0.0, 1.0 / 3.0, 123456789.125};
     for (size_t i = 0; i < sizeof lrs / sizeof lrs[0]; i++) {
@@ -486,7 +433,7 @@ static void numbers_are_exact(void **state) {
         vikt_model_destroy(m), vikt_model_destroy(n);
     }
     free(path);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* -------------------------------------------------------------- refusals */
@@ -502,8 +449,8 @@ typedef struct fixture {
 
 static void fixture_make(fixture *f, int with_state) {
     const config *c = &configs[ADAM_AMSGRAD];
-    f->dir = tmpdir();
-    f->path = join(f->dir, "mid.ckpt");
+    f->dir = vt_tmpdir("ckpt");
+    f->path = vt_join(f->dir, "mid.ckpt");
     vikt_model *src = vt_model(7);
     vikt_optimizer *os = configured(src, c);
     train(src, os, c, 0, HALF);
@@ -520,7 +467,7 @@ static void fixture_free(fixture *f) {
     vikt_optimizer_destroy(f->opt);
     vikt_model_destroy(f->m);
     free(f->path);
-    remove_dir(f->dir);
+    vt_rmdir(f->dir);
 }
 
 /* Load path into the fixture: err, a message naming the file and needle,
@@ -558,7 +505,7 @@ static void null_and_foreign_arguments(void **state) {
     assert_int_equal(vikt_checkpoint_load(f.m, o2, f.path), VIKT_ERR_ARG);
     vt_expect_error(f.m, VIKT_ERR_ARG, "the optimizer belongs to another model", NULL);
     assert_int_equal(fingerprint(f.m, f.opt), f.before);
-    char *missing = join(f.dir, "missing.ckpt");
+    char *missing = vt_join(f.dir, "missing.ckpt");
     refused(&f, missing, VIKT_ERR_IO, "No such file");
     /* A model tensor named like optimizer state cannot be saved with state. */
     vikt_param(other, "optimizer.x", 1, SHAPE(1), VIKT_INIT_ZEROS);
@@ -575,7 +522,7 @@ static void wrong_rule_or_model(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f, 1);
-    char *path = join(f.dir, "x.ckpt");
+    char *path = vt_join(f.dir, "x.ckpt");
     /* Saved by another rule. */
     vikt_model *m = vt_model(1);
     vikt_optimizer *sgd;
@@ -769,7 +716,7 @@ static void edited_files(void **state) {
     };
     fixture f;
     fixture_make(&f, 1);
-    char *path = join(f.dir, "edited.ckpt");
+    char *path = vt_join(f.dir, "edited.ckpt");
     /* An edit that changes nothing loads: the rewriting itself is sound. */
     edit none = {0};
     rewrite(f.path, path, &none);
@@ -809,15 +756,15 @@ static void flipped_bits(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f, 1);
-    char *path = join(f.dir, "flipped.ckpt"), *orig = join(f.dir, "orig.ckpt");
+    char *path = vt_join(f.dir, "flipped.ckpt"), *orig = vt_join(f.dir, "orig.ckpt");
     assert_int_equal(vikt_checkpoint_save(f.m, f.opt, orig), VIKT_OK);
     vikt_model *src = vt_model(1);
     vikt_optimizer *os = configured(src, &configs[ADAM_AMSGRAD]);
     assert_int_equal(vikt_checkpoint_load(src, os, f.path), VIKT_OK);
     uint32_t saved = fingerprint(src, os);
     size_t n;
-    unsigned char *bytes = slurp(f.path, &n);
-    spit(path, bytes, n);
+    unsigned char *bytes = vt_read_file(f.path, &n);
+    vt_write_file(path, bytes, n);
     FILE *file = fopen(path, "r+b");
     assert_non_null(file);
     int64_t refused = 0, harmless = 0;
@@ -857,10 +804,10 @@ static void truncated_files(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f, 1);
-    char *path = join(f.dir, "short.ckpt");
+    char *path = vt_join(f.dir, "short.ckpt");
     size_t n;
-    unsigned char *bytes = slurp(f.path, &n);
-    spit(path, bytes, n);
+    unsigned char *bytes = vt_read_file(f.path, &n);
+    vt_write_file(path, bytes, n);
     size_t lens[16384], count = 0;
     for (size_t len = 0; len < n && count < 16384; len = next_offset(bytes, len)) lens[count++] = len;
     while (count-- > 0) { /* longest first: the file only shrinks */
@@ -925,11 +872,11 @@ static void failed_saves(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f, 1);
-    char *ref = join(f.dir, "../ckpt-new.ref");
+    char *ref = vt_join(f.dir, "../ckpt-new.ref");
     size_t old_n, new_n;
-    unsigned char *old_bytes = slurp(f.path, &old_n);
+    unsigned char *old_bytes = vt_read_file(f.path, &old_n);
     assert_int_equal(vikt_checkpoint_save(f.m, f.opt, ref), VIKT_OK);
-    unsigned char *new_bytes = slurp(ref, &new_n);
+    unsigned char *new_bytes = vt_read_file(ref, &new_n);
     unlink(ref);
     free(ref);
     int rc = VIKT_ERR_NOMEM;
@@ -939,12 +886,12 @@ static void failed_saves(void **state) {
         vt_stats.fail_at = n;
         rc = vikt_checkpoint_save(f.m, f.opt, f.path);
         vt_stats.fail_at = 0;
-        assert_int_equal(entries(f.dir), 1);
+        assert_int_equal(vt_count_entries(f.dir, ""), 1);
         if (rc == VIKT_OK) break;
         assert_int_equal(rc, VIKT_ERR_NOMEM);
         vikt_model_clear_error(f.m);
         size_t k;
-        unsigned char *now = slurp(f.path, &k);
+        unsigned char *now = vt_read_file(f.path, &k);
         assert_true(k == old_n && memcmp(now, old_bytes, k) == 0);
         free(now);
     }
@@ -953,13 +900,13 @@ static void failed_saves(void **state) {
     for (int k = 0; k < 3; k++) {
         int64_t ops = 0;
         for (n = 1;; n++) {
-            spit(f.path, old_bytes, old_n);
+            vt_write_file(f.path, old_bytes, old_n);
             assert_true(vikt__io_fault(f.m, kinds[k], n) >= 0);
             rc = vikt_checkpoint_save(f.m, f.opt, f.path);
             ops = vikt__io_fault(f.m, VIKT__FAULT_NONE, 0);
-            assert_int_equal(entries(f.dir), 1);
+            assert_int_equal(vt_count_entries(f.dir, ""), 1);
             size_t got;
-            unsigned char *now = slurp(f.path, &got);
+            unsigned char *now = vt_read_file(f.path, &got);
             int is_old = got == old_n && memcmp(now, old_bytes, got) == 0;
             int is_new = got == new_n && memcmp(now, new_bytes, got) == 0;
             free(now);

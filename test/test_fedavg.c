@@ -115,41 +115,13 @@ static void assert_matches_reference(vikt_model *dst, vikt_model *const *c, cons
     }
 }
 
-static char *make_tmpdir(void) {
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char *dir = malloc(strlen(base) + 32);
-    sprintf(dir, "%s/vikt-fedavg-XXXXXX", base);
-    if (!mkdtemp(dir)) fail_msg("mkdtemp: %s", strerror(errno));
-    return dir;
-}
-
-static void remove_tmpdir(char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    char path[1024];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-    free(dir);
-}
-
-static char *join(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 /* K clients of the small model saved to dir/c0.safetensors ...; paths[] are
  * malloc'd. */
 static void save_clients(vikt_model *const *c, int k, const char *dir, char **paths) {
     for (int i = 0; i < k; i++) {
         char name[32];
         snprintf(name, sizeof name, "c%d.safetensors", i);
-        paths[i] = join(dir, name);
+        paths[i] = vt_join(dir, name);
         if (vikt_save(c[i], paths[i]) != VIKT_OK) fail_msg("vikt_save: %s", vikt_model_errmsg(c[i]));
     }
 }
@@ -373,7 +345,7 @@ static void files_same_bits_for_every_order_and_as_in_memory(void **state) {
     vikt_model *c[K], *dst = small_model(99, 0, 1), *mem = small_model(98, 0, 1);
     make_spread_clients(c);
     const double *w = spread_w;
-    char *dir = make_tmpdir(), *paths[K];
+    char *dir = vt_tmpdir("fedavg"), *paths[K];
     save_clients(c, K, dir, paths);
     all_orders(c, w, dst, paths);
     assert_int_equal(vikt_fedavg(mem, c, w, K), VIKT_OK);
@@ -384,7 +356,7 @@ static void files_same_bits_for_every_order_and_as_in_memory(void **state) {
     free(a);
     free(b);
     free_paths(paths, K);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
     destroy_all(c, K);
     vikt_model_destroy(dst);
     vikt_model_destroy(mem);
@@ -610,30 +582,11 @@ static void expect_files_rejected(fixture *f, const char *const *paths, int64_t 
     assert_unchanged(f->dst, f->before, f->n);
 }
 
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(data, 1, n, fp), n);
-    fclose(fp);
-}
-
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    *n = (size_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = malloc(*n);
-    assert_int_equal(fread(buf, 1, *n, fp), *n);
-    fclose(fp);
-    return buf;
-}
-
 static void files_rejections(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f);
-    char *dir = make_tmpdir(), *paths[3];
+    char *dir = vt_tmpdir("fedavg"), *paths[3];
     save_clients(f.c, 3, dir, paths);
     const char *p[3] = {paths[0], paths[1], paths[2]};
 
@@ -646,7 +599,7 @@ static void files_rejections(void **state) {
     expect_files_rejected(&f, p, 3, VIKT_ERR_NULL, "path of client 1 is NULL", NULL);
 
     /* Missing and malformed files. */
-    char *missing = join(dir, "nope.safetensors");
+    char *missing = vt_join(dir, "nope.safetensors");
     p[1] = missing;
     expect_files_rejected(&f, p, 3, VIKT_ERR_IO, "nope.safetensors", "cannot open");
     p[1] = FIXDIR "bad_offsets_gap.safetensors";
@@ -659,7 +612,7 @@ static void files_rejections(void **state) {
                           "golden_mlp_f32");
     vikt_model *extra = small_model(40, -1, 1);
     assert_non_null(vikt_buffer(extra, "bn.running_var", 1, SHAPE(3), 1));
-    char *extra_path = join(dir, "extra.safetensors");
+    char *extra_path = vt_join(dir, "extra.safetensors");
     assert_int_equal(vikt_save(extra, extra_path), VIKT_OK);
     p[1] = extra_path;
     expect_files_rejected(&f, p, 3, VIKT_ERR_NOT_FOUND, "client 1 has 'bn.running_var'", "dst lacks");
@@ -667,7 +620,7 @@ static void files_rejections(void **state) {
     assert_non_null(vikt_param(wide, "fc.weight", 2, SHAPE(2, 6), VIKT_INIT_ZEROS));
     assert_non_null(vikt_param(wide, "fc.bias", 1, SHAPE(3), VIKT_INIT_ZEROS));
     assert_non_null(vikt_buffer(wide, "bn.running_mean", 1, SHAPE(3), 0));
-    char *wide_path = join(dir, "wide.safetensors");
+    char *wide_path = vt_join(dir, "wide.safetensors");
     assert_int_equal(vikt_save(wide, wide_path), VIKT_OK);
     p[2] = wide_path;
     p[1] = paths[1];
@@ -686,9 +639,9 @@ static void files_rejections(void **state) {
 
     /* A flipped bit in the last file's data: its CRC32C catches it. */
     size_t n;
-    unsigned char *bytes = read_file(paths[2], &n);
+    unsigned char *bytes = vt_read_file(paths[2], &n);
     bytes[n - 2] ^= 0x10;
-    write_file(paths[2], bytes, n);
+    vt_write_file(paths[2], bytes, n);
     free(bytes);
     expect_files_rejected(&f, p, 3, VIKT_ERR_FORMAT, "c2.safetensors", NULL);
     assert_int_equal(vikt_save(f.c[2], paths[2]), VIKT_OK);
@@ -703,7 +656,7 @@ static void files_rejections(void **state) {
     free(extra_path);
     free(wide_path);
     free_paths(paths, 3);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
     fixture_free(&f);
 }
 
@@ -713,7 +666,7 @@ static void out_of_memory_everywhere(void **state) {
     (void)state;
     fixture f;
     fixture_make(&f);
-    char *dir = make_tmpdir(), *paths[3];
+    char *dir = vt_tmpdir("fedavg"), *paths[3];
     save_clients(f.c, 3, dir, paths);
     const char *p[3] = {paths[0], paths[1], paths[2]};
     for (int files = 0; files < 2; files++) {
@@ -736,7 +689,7 @@ static void out_of_memory_everywhere(void **state) {
         vikt_tensor_copy_in(vikt_buffer_find(f.dst, "bn.running_mean"), f.before + 15, 3);
     }
     free_paths(paths, 3);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
     fixture_free(&f);
 }
 

@@ -375,6 +375,13 @@ static void capture_write(void *ud, const char *text, size_t len) {
     c->calls++;
 }
 
+/* Empties `c` and sends the trainer's progress text into it in `mode`. */
+static void capture_progress(vikt_trainer *t, capture *c, vikt_progress mode) {
+    memset(c, 0, sizeof *c);
+    vikt_trainer_set_output(t, capture_write, c);
+    vikt_trainer_set(t, VIKT_FIT_PROGRESS, mode);
+}
+
 static int count_lines(const char *s) {
     int n = 0;
     for (; *s; s++) n += *s == '\n';
@@ -386,9 +393,7 @@ static void progress_plain_lines(void **state) {
     rig r;
     rig_open(&r, 12, 0, VIKT_LOSS_CROSS_ENTROPY);
     static capture c;
-    memset(&c, 0, sizeof c);
-    vikt_trainer_set_output(r.t, capture_write, &c);
-    vikt_trainer_set(r.t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_PLAIN);
+    capture_progress(r.t, &c, VIKT_PROGRESS_PLAIN);
     vikt_trainer_set(r.t, VIKT_FIT_PRINT_EVERY, 3);
     vikt_trainer_set(r.t, VIKT_FIT_EPOCHS, 2);
     assert_int_equal(vikt_trainer_fit(r.t, r.train, r.val), VIKT_OK);
@@ -431,9 +436,7 @@ static void progress_plain_lines(void **state) {
     /* No validation set, MSE: only the defined fields. */
     rig_close(&r);
     rig_open(&r, 12, 0, VIKT_LOSS_MSE);
-    memset(&c, 0, sizeof c);
-    vikt_trainer_set_output(r.t, capture_write, &c);
-    vikt_trainer_set(r.t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_AUTO); /* a writer: plain */
+    capture_progress(r.t, &c, VIKT_PROGRESS_AUTO); /* a writer: plain */
     vikt_trainer_set(r.t, VIKT_FIT_EPOCHS, 1);
     assert_int_equal(vikt_trainer_fit(r.t, r.train, NULL), VIKT_OK);
     assert_int_equal(count_lines(c.text), 1);
@@ -455,9 +458,7 @@ static void progress_redraw_and_early_stop_line(void **state) {
     rig r;
     rig_open(&r, 7, 1, VIKT_LOSS_CROSS_ENTROPY);
     static capture c;
-    memset(&c, 0, sizeof c);
-    vikt_trainer_set_output(r.t, capture_write, &c);
-    vikt_trainer_set(r.t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_REDRAW);
+    capture_progress(r.t, &c, VIKT_PROGRESS_REDRAW);
     vikt_trainer_set(r.t, VIKT_FIT_EPOCHS, 20);
     vikt_trainer_set(r.t, VIKT_FIT_PATIENCE, 2);
     assert_int_equal(vikt_trainer_fit(r.t, r.train, r.val), VIKT_OK);

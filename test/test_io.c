@@ -241,46 +241,14 @@ static void json_integers(void **state) {
 
 /* --------------------------------------------------------- fault injection */
 
-static char *tmpdir(void) {
-    char *dir = malloc(64);
-    snprintf(dir, 64, "%s/vikt-io-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(dir));
-    return dir;
-}
-
-static int entries(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *n = 0;
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n + 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const unsigned char *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-}
-
+/* Whether the file at `path` exists and holds exactly these n bytes. */
 static int file_is(const char *path, const unsigned char *b, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    fclose(f);
     size_t m;
-    unsigned char *now = slurp(path, &m);
-    int same = now && m == n && memcmp(now, b, n) == 0;
+    unsigned char *now = vt_read_file(path, &m);
+    int same = m == n && memcmp(now, b, n) == 0;
     free(now);
     return same;
 }
@@ -305,25 +273,25 @@ static const char *fault_name(int kind) {
  * sync, after the rename, leaves the new file and says so. */
 static void save_faults(void **state) {
     (void)state;
-    char *dir = tmpdir();
+    char *dir = vt_tmpdir("io");
     char path[128], ref[128];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(ref, sizeof ref, "%s/../%s-new.ref", dir, strrchr(dir, '/') + 1);
     vikt_model *old = two_versions(path, 1);
     size_t old_n, new_n;
-    unsigned char *old_bytes = slurp(path, &old_n);
+    unsigned char *old_bytes = vt_read_file(path, &old_n);
     vikt_model *m = two_versions(ref, 2);
-    unsigned char *new_bytes = slurp(ref, &new_n);
+    unsigned char *new_bytes = vt_read_file(ref, &new_n);
     unlink(ref);
     static const int kinds[] = {VIKT__FAULT_EIO, VIKT__FAULT_ENOSPC, VIKT__FAULT_SHORT};
     for (int k = 0; k < 3; k++) {
         int64_t n, ops = 0;
         for (n = 1;; n++) {
-            spit(path, old_bytes, old_n);
+            vt_write_file(path, old_bytes, old_n);
             assert_true(vikt__io_fault(m, kinds[k], n) >= 0);
             int rc = vikt_save(m, path);
             ops = vikt__io_fault(m, VIKT__FAULT_NONE, 0);
-            assert_int_equal(entries(dir), 1); /* no temporary, whatever happened */
+            assert_int_equal(vt_count_entries(dir, ""), 1); /* no temporary, whatever happened */
             if (ops < n || kinds[k] == VIKT__FAULT_SHORT) {
                 assert_int_equal(rc, VIKT_OK);
                 assert_true(file_is(path, new_bytes, new_n));
@@ -350,7 +318,7 @@ static void save_faults(void **state) {
     vikt__io_fault(m, VIKT__FAULT_EIO, 2);
     assert_int_equal(vikt_save(m, path), VIKT_ERR_IO);
     vikt__io_fault(m, VIKT__FAULT_NONE, 0);
-    assert_int_equal(entries(dir), 0);
+    assert_int_equal(vt_count_entries(dir, ""), 0);
     free(old_bytes), free(new_bytes);
     vikt_model_destroy(old);
     vikt_model_destroy(m);
@@ -364,7 +332,7 @@ static void save_faults(void **state) {
  * failing. A model that was empty is always left empty. */
 static void load_faults(void **state) {
     (void)state;
-    char *dir = tmpdir();
+    char *dir = vt_tmpdir("io");
     char path[128];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     vikt_model *src = two_versions(path, 3);

@@ -487,19 +487,6 @@ static const char *tmp_file(const char *name, char *buf, size_t size) {
     return buf;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(*n + 1);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    buf[*n] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* A safetensors file written here from a JSON header and raw float32 data. */
 static void write_st(const char *path, const char *json, const float *data, size_t nfloats) {
     FILE *f = fopen(path, "wb");
@@ -532,7 +519,7 @@ static void adapters_round_trip(void **state) {
 
     /* Only the adapters, with PEFT's names and the configuration. */
     size_t n;
-    unsigned char *bytes = slurp(lora_path, &n);
+    unsigned char *bytes = vt_read_file(lora_path, &n);
     const char *header = (const char *)bytes + 8;
     assert_non_null(strstr(header, "\"fc1.lora_A.weight\""));
     assert_non_null(strstr(header, "\"fc2.lora_B.weight\""));
@@ -694,7 +681,7 @@ static void load_errors(void **state) {
     }
     /* A corrupted value: the CRC32C catches it before anything changes. */
     size_t n;
-    unsigned char *bytes = slurp(good, &n);
+    unsigned char *bytes = vt_read_file(good, &n);
     bytes[n - 1] ^= 0x40;
     FILE *f = fopen(path, "wb");
     fwrite(bytes, 1, n, f);

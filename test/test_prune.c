@@ -539,18 +539,6 @@ static void tmp_remove(void) {
     rmdir(tmp_path);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc(*n);
-    assert_int_equal(fread(buf, 1, *n, f), *n);
-    fclose(f);
-    return buf;
-}
-
 /* The documented encoding, written independently of the library. */
 static void base64_bitmap(const uint8_t *mask, int64_t n, char *out) {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -615,7 +603,7 @@ static void masks_survive_save_and_load(void **state) {
     vikt_model *m = pruned_model();
     assert_int_equal(vikt_save(m, path), VIKT_OK);
     size_t n1, n2;
-    unsigned char *first = slurp(path, &n1);
+    unsigned char *first = vt_read_file(path, &n1);
     /* The metadata holds the documented bitmaps. */
     const char *names[2] = {"fc1.weight", "fc2.weight"};
     for (int t = 0; t < 2; t++) {
@@ -628,7 +616,7 @@ static void masks_survive_save_and_load(void **state) {
     assert_null(find_bytes(first, n1, "vikt.mask.fc1.bias"));
     /* Same model, same bytes. */
     assert_int_equal(vikt_save(m, path), VIKT_OK);
-    unsigned char *second = slurp(path, &n2);
+    unsigned char *second = vt_read_file(path, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(first, second, n1);
     free(second);
@@ -676,7 +664,7 @@ static void masks_survive_save_and_load(void **state) {
     vikt_param(plain, "fc1.bias", 1, (int64_t[]){4}, VIKT_INIT_ONES);
     assert_int_equal(vikt_save(plain, path), VIKT_OK);
     size_t n3;
-    unsigned char *unpruned = slurp(path, &n3);
+    unsigned char *unpruned = vt_read_file(path, &n3);
     assert_null(find_bytes(unpruned, n3, "vikt.mask."));
     free(unpruned);
     assert_int_equal(vikt_load(m, path, VIKT_LOAD_PARTIAL), VIKT_OK);
@@ -698,7 +686,7 @@ static void malformed_masks_are_rejected(void **state) {
     vikt_tensor *w2 = vikt_param_find(m, "fc2.weight");
     assert_int_equal(vikt_save(m, path), VIKT_OK);
     size_t n;
-    unsigned char *file = slurp(path, &n);
+    unsigned char *file = vt_read_file(path, &n);
     tmp_remove();
     char enc[16];
     base64_bitmap(vikt_prune_mask(w2), 10, enc);

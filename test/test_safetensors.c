@@ -76,45 +76,6 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
-/* A fresh directory under $TMPDIR (or /tmp), and its removal. */
-static char *make_tmpdir(void) {
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char *dir = malloc(strlen(base) + 32);
-    sprintf(dir, "%s/vikt-test-XXXXXX", base);
-    if (!mkdtemp(dir)) fail_msg("mkdtemp: %s", strerror(errno));
-    return dir;
-}
-
-static int count_entries(const char *dir, const char *containing) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strstr(e->d_name, containing)) n++;
-    closedir(d);
-    return n;
-}
-
-static void remove_tmpdir(char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    char path[1024];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-    free(dir);
-}
-
-static char *join(const char *dir, const char *name) {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static uint32_t bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -162,7 +123,7 @@ static vikt_model *varied_model(uint64_t seed) {
 
 static void round_trip_into_empty_model(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "m.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "m.safetensors");
     vikt_model *a = varied_model(1);
     assert_int_equal(vikt_save(a, path), VIKT_OK);
     vikt_model *b = vt_model(2);
@@ -190,18 +151,18 @@ static void round_trip_into_empty_model(void **state) {
     assert_int_equal(vikt_load(a, path, VIKT_LOAD_STRICT), VIKT_OK);
     assert_float_equal(vikt_tensor_data(vikt_param_find(a, "scalar"))[0], 1.0f, 0);
     assert_int_equal(report_count(a, VIKT_LOAD_CREATED), 0);
-    assert_int_equal(count_entries(dir, ".tmp-"), 0);
+    assert_int_equal(vt_count_entries(dir, ".tmp-"), 0);
     vikt_model_destroy(a);
     vikt_model_destroy(b);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* The layout vikt promises: 8-byte length, header padded to a multiple of
  * 8, metadata first with format pt and CRCs, deterministic bytes. */
 static void saved_layout(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *p1 = join(dir, "a.safetensors"), *p2 = join(dir, "b.safetensors");
+    char *dir = vt_tmpdir("test"), *p1 = vt_join(dir, "a.safetensors"), *p2 = vt_join(dir, "b.safetensors");
     vikt_model *m = varied_model(3);
     assert_int_equal(vikt_save(m, p1), VIKT_OK);
     assert_int_equal(vikt_save(m, p2), VIKT_OK);
@@ -226,12 +187,12 @@ static void saved_layout(void **state) {
     free(f);
     vikt_model_destroy(m);
     free(p1), free(p2);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 static void empty_model_round_trip(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "e.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "e.safetensors");
     vikt_model *m = vt_model(1);
     assert_int_equal(vikt_save(m, path), VIKT_OK);
     assert_int_equal(vikt_load(m, path, VIKT_LOAD_STRICT), VIKT_OK);
@@ -243,7 +204,7 @@ static void empty_model_round_trip(void **state) {
     assert_int_equal(report_count(m, VIKT_LOAD_MISSING), 1);
     vikt_model_destroy(m);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* ------------------------------------------------------ PyTorch exchange */
@@ -287,13 +248,13 @@ static void vikt_file_matches_the_one_torch_read(void **state) {
         assert_int_equal(vikt_save(m, committed), VIKT_OK);
         print_message("wrote %s; check it with tools/gen_safetensors_fixtures.py --check\n", committed);
     } else {
-        char *dir = make_tmpdir(), *path = join(dir, "vikt_mlp.safetensors");
+        char *dir = vt_tmpdir("test"), *path = vt_join(dir, "vikt_mlp.safetensors");
         assert_int_equal(vikt_save(m, path), VIKT_OK);
         if (!same_file(path, committed))
             fail_msg("vikt_save's output differs from %s: the format changed; regenerate and "
                      "check it (see the top of this file)", committed);
         free(path);
-        remove_tmpdir(dir);
+        vt_rmdir(dir);
     }
     vikt_model_destroy(m);
 }
@@ -402,7 +363,7 @@ static void malformed_files_rejected(void **state) {
  * and changes nothing. */
 static void flipped_bits_are_reported(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "m.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "m.safetensors");
     vikt_model *m = varied_model(4);
     assert_int_equal(vikt_save(m, path), VIKT_OK);
     size_t size;
@@ -436,7 +397,7 @@ static void flipped_bits_are_reported(void **state) {
     free(orig);
     vikt_model_destroy(m);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* ------------------------------------------------- matching by name */
@@ -445,7 +406,7 @@ static void flipped_bits_are_reported(void **state) {
  * Model: fc1.weight, fc1.bias, head.weight [2,4], extra [2]. */
 static void strict_and_partial(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "f.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "f.safetensors");
     vikt_model *src = vt_model(1);
     vikt_tensor_fill(vikt_param(src, "fc1.weight", 2, SHAPE(4, 5), VIKT_INIT_ZEROS), 1.0f);
     vikt_tensor_fill(vikt_param(src, "fc1.bias", 1, SHAPE(4), VIKT_INIT_ZEROS), 2.0f);
@@ -498,14 +459,14 @@ static void strict_and_partial(void **state) {
     vikt_model_destroy(m);
     vikt_model_destroy(src);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* Define-by-run: a loaded model's layers find their parameters; a layer
  * that wants another shape gets a shape error. */
 static void created_tensors_serve_layers(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "mlp.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "mlp.safetensors");
     vikt_model *a = vt_model(7);
     vikt_tensor *ya = mlp_forward(a, 1);
     assert_non_null(ya);
@@ -532,7 +493,7 @@ static void created_tensors_serve_layers(void **state) {
     vikt_model_destroy(a);
     vikt_model_destroy(b);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* Every safetensors dtype parses; only float ones can become tensors. */
@@ -589,7 +550,7 @@ static void load_from_memory(void **state) {
 
 static void argument_and_io_errors(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "x.safetensors"), *nodir = join(dir, "no/x.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "x.safetensors"), *nodir = vt_join(dir, "no/x.safetensors");
     vikt_model *m = vt_model(1);
     char buf[16];
     assert_int_equal(vikt_load_report(m, buf, sizeof buf), 0);
@@ -629,11 +590,11 @@ static void argument_and_io_errors(void **state) {
     vikt_param(meta, "__metadata__", 1, SHAPE(2), VIKT_INIT_ONES);
     assert_int_equal(vikt_save(meta, path), VIKT_ERR_ARG);
     vt_expect_error(meta, VIKT_ERR_ARG, "__metadata__", NULL);
-    assert_int_equal(count_entries(dir, ""), 0); /* nothing written, no temporary */
+    assert_int_equal(vt_count_entries(dir, ""), 0); /* nothing written, no temporary */
     vikt_model_destroy(meta);
     vikt_model_destroy(m);
     free(path), free(nodir);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* ----------------------------------------------------- memory: bounds, OOM */
@@ -669,7 +630,7 @@ static int64_t load_peak(vikt_model *m, const char *path, int *rc) {
  * size plus 128 KiB. */
 static void loader_allocation_bound(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "many.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "many.safetensors");
     vikt_model *m;
     assert_int_equal(vikt_model_create(&counting, 1, &m), VIKT_OK);
     for (int i = 0; i < 3000; i++) {
@@ -700,14 +661,14 @@ static void loader_allocation_bound(void **state) {
     vikt_model_destroy(m);
     assert_int_equal(live_bytes, 0);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* Fail every allocation of a save and of a load in turn: VIKT_ERR_NOMEM,
  * the old file intact, the model unchanged, no leak, then success. */
 static void out_of_memory_everywhere(void **state) {
     (void)state;
-    char *dir = make_tmpdir(), *path = join(dir, "m.safetensors"), *ref = join(dir, "ref.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "m.safetensors"), *ref = vt_join(dir, "ref.safetensors");
     vikt_model *m = varied_model(9);
     assert_int_equal(vikt_save(m, ref), VIKT_OK);
     write_all(path, "old", 3);
@@ -723,7 +684,7 @@ static void out_of_memory_everywhere(void **state) {
         unsigned char *now = read_all(path, &size);
         assert_true(size == 3 && memcmp(now, "old", 3) == 0);
         free(now);
-        assert_int_equal(count_entries(dir, ".tmp-"), 0);
+        assert_int_equal(vt_count_entries(dir, ".tmp-"), 0);
     }
     assert_true(n < 100);
     assert_true(same_file(path, ref));
@@ -748,7 +709,7 @@ static void out_of_memory_everywhere(void **state) {
     assert_true(n < 100);
     vikt_model_destroy(m);
     free(path), free(ref);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 /* ------------------------------------------------------- killed mid-save */
@@ -805,7 +766,7 @@ static void killed_mid_save(void **state) {
         print_message("fork() does not work here (qemu-user?): killed_mid_save skipped\n");
         skip();
     }
-    char *dir = make_tmpdir(), *path = join(dir, "big.safetensors");
+    char *dir = vt_tmpdir("test"), *path = vt_join(dir, "big.safetensors");
     int64_t per = quick() ? 1 << 17 : 1 << 21; /* floats per tensor: 4 x 8 MiB, or 2 MiB */
     vikt_model *m;
     assert_int_equal(vikt_model_create(NULL, 1, &m), VIKT_OK);
@@ -855,12 +816,12 @@ static void killed_mid_save(void **state) {
         float v = version_of(path);
         torn += v < 0;
         newer += v > 1;
-        mid_save += count_entries(dir, ".tmp-") > 0;
+        mid_save += vt_count_entries(dir, ".tmp-") > 0;
         /* A killed writer's temporary is the one thing it may leave. */
         DIR *d = opendir(dir);
         for (struct dirent *e; (e = readdir(d));)
             if (strstr(e->d_name, ".tmp-")) {
-                char *tmp = join(dir, e->d_name);
+                char *tmp = vt_join(dir, e->d_name);
                 unlink(tmp);
                 free(tmp);
             }
@@ -873,7 +834,7 @@ static void killed_mid_save(void **state) {
     assert_true(mid_save > 0); /* the kills did land inside saves */
     vikt_model_destroy(m);
     free(path);
-    remove_tmpdir(dir);
+    vt_rmdir(dir);
 }
 
 int main(void) {

@@ -158,6 +158,12 @@ static int mask_target(vikt_model *m, vikt__st *st, const char *op, const char *
     return VIKT_OK;
 }
 
+/* Metadata entry i as key and value; whether it is a mask entry. */
+static int mask_entry(const vikt__st *st, int64_t i, const char **key, const char **value) {
+    vikt__st_meta_at(st, i, key, value);
+    return strncmp(*key, VIKT__MASK_KEY, KEY_LEN) == 0;
+}
+
 int vikt__mask_load_prepare(vikt_model *m, vikt__st *st, const char *op, vikt__st_pred wanted,
                             vikt__mask_load *ml) {
     memset(ml, 0, sizeof *ml);
@@ -165,8 +171,7 @@ int vikt__mask_load_prepare(vikt_model *m, vikt__st *st, const char *op, vikt__s
     for (int64_t i = 0; i < st->nmeta; i++) {
         const char *key, *value;
         vikt__st_tensor f;
-        vikt__st_meta_at(st, i, &key, &value);
-        if (strncmp(key, VIKT__MASK_KEY, KEY_LEN) != 0) continue;
+        if (!mask_entry(st, i, &key, &value)) continue;
         int rc = mask_target(m, st, op, key, value, &f);
         if (rc) return rc;
         count += wanted(st, &f);
@@ -180,8 +185,7 @@ int vikt__mask_load_prepare(vikt_model *m, vikt__st *st, const char *op, vikt__s
     for (int64_t i = 0; i < st->nmeta; i++) {
         const char *key, *value;
         vikt__st_tensor f;
-        vikt__st_meta_at(st, i, &key, &value);
-        if (strncmp(key, VIKT__MASK_KEY, KEY_LEN) != 0) continue;
+        if (!mask_entry(st, i, &key, &value)) continue;
         vikt__st_find(st, key + KEY_LEN, &f);
         if (!wanted(st, &f)) continue;
         struct vikt__mask_pending *p = &ml->p[j++];

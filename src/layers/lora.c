@@ -153,6 +153,19 @@ static int64_t for_each_dense(vikt_model *m, const char *pattern, layer_fn fn, v
     return count;
 }
 
+/* for_each_dense for an attach call: matching no layer is an error (most
+ * likely the model has not run yet, so its layers do not exist). */
+static int64_t attach_each(vikt_model *m, const char *op, const char *pattern, layer_fn fn,
+                           void *ctx) {
+    int64_t count = for_each_dense(m, pattern, fn, ctx);
+    if (count == 0)
+        count = vikt__fail(m, VIKT_ERR_NOT_FOUND,
+                           "%s: no dense layer matches '%s' (run the model once, or load it, "
+                           "before attaching)",
+                           op, pattern);
+    return count;
+}
+
 /* ------------------------------------------------------------------- LoRA */
 
 vikt__lora *vikt__lora_add(vikt_model *m, const char *op, const char *layer, vikt_tensor *w,
@@ -208,12 +221,7 @@ int64_t vikt_lora_attach(vikt_model *m, const char *pattern, int64_t rank, float
                           op, pattern, (long long)rank, (double)alpha, (double)dropout);
     int64_t nlora = m->peft ? m->peft->nlora : 0, nparams = m->nparams;
     lora_args args = {op, rank, alpha, dropout};
-    int64_t count = for_each_dense(m, pattern, attach_lora, &args);
-    if (count == 0)
-        count = vikt__fail(m, VIKT_ERR_NOT_FOUND,
-                           "%s: no dense layer matches '%s' (run the model once, or load it, "
-                           "before attaching)",
-                           op, pattern);
+    int64_t count = attach_each(m, op, pattern, attach_lora, &args);
     if (count < 0) {
         vikt__peft_rollback(m, nlora, nparams);
         return count;
@@ -328,12 +336,7 @@ int64_t vikt_adapter_attach(vikt_model *m, const char *pattern, int64_t bottlene
                           op, pattern, (long long)bottleneck_width, (int)activation);
     int64_t nadapters = m->peft ? m->peft->nadapters : 0, nparams = m->nparams;
     adapter_args args = {op, bottleneck_width, (int)activation};
-    int64_t count = for_each_dense(m, pattern, attach_adapter, &args);
-    if (count == 0)
-        count = vikt__fail(m, VIKT_ERR_NOT_FOUND,
-                           "%s: no dense layer matches '%s' (run the model once, or load it, "
-                           "before attaching)",
-                           op, pattern);
+    int64_t count = attach_each(m, op, pattern, attach_adapter, &args);
     if (count < 0) {
         if (m->peft) m->peft->nadapters = nadapters;
         vikt__peft_rollback(m, m->peft ? m->peft->nlora : 0, nparams);

@@ -132,20 +132,6 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
             }
 }
 
-/* dst[i] += src[i]: the stride-1 case of col2im, where the two never
- * overlap (col is arena scratch, dx a gradient). Four independent lanes keep
- * the loop free of the store-to-load chain the strided form had (col2im was
- * 14 % of the CNN bench step). */
-static void add_row(float *restrict dst, const float *restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        float a = dst[i] + src[i], b = dst[i + 1] + src[i + 1];
-        float c = dst[i + 2] + src[i + 2], d = dst[i + 3] + src[i + 3];
-        dst[i] = a, dst[i + 1] = b, dst[i + 2] = c, dst[i + 3] = d;
-    }
-    for (; i < n; i++) dst[i] += src[i];
-}
-
 /* The adjoint of im2col: dx[c][ih][iw] += every col entry im2col read from it. */
 static void col2im_add(const conv_geom *g, const float *col, float *dx) {
     for (int64_t c = 0; c < g->C; c++)
@@ -160,7 +146,7 @@ static void col2im_add(const conv_geom *g, const float *col, float *dx) {
                     const float *r = row + oh * g->Wo;
                     float *dst = dx + (c * g->H + oh * g->stride + off_h) * g->W + off_w;
                     if (g->stride == 1)
-                        add_row(dst + w0, r + w0, w1 - w0);
+                        vikt__add_into(dst + w0, r + w0, w1 - w0);
                     else
                         for (int64_t ow = w0; ow < w1; ow++) dst[ow * g->stride] += r[ow];
                 }

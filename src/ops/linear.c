@@ -47,19 +47,9 @@ static int linear_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *
                : VIKT_OK;
 }
 
-/* db += Σ_r dy[r]: rows added into db four columns at a time (db and dy
- * never overlap: a parameter gradient and a step gradient). */
+/* db += Σ_r dy[r], row by row. */
 static void add_rows(float *restrict db, const float *restrict dy, int64_t rows, int64_t cols) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *d = dy + r * cols;
-        int64_t j = 0;
-        for (; j + 4 <= cols; j += 4) {
-            float a = db[j] + d[j], b = db[j + 1] + d[j + 1];
-            float c = db[j + 2] + d[j + 2], e = db[j + 3] + d[j + 3];
-            db[j] = a, db[j + 1] = b, db[j + 2] = c, db[j + 3] = e;
-        }
-        for (; j < cols; j++) db[j] += d[j];
-    }
+    for (int64_t r = 0; r < rows; r++) vikt__add_into(db, dy + r * cols, cols);
 }
 
 static int linear_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args *args,
