@@ -2,6 +2,7 @@
 #
 #   make            the library, lib/libvikt.a, and the vikt tool, build/bin/vikt
 #   make demo       the main job: train two parameters, then an MLP on digits
+#   make fashion-mnist  a CNN on Fashion-MNIST (needs dataset-fashion-mnist)
 #   make check      the test suite (installs cmocka with apt-get when root)
 #   make check-asan the suite under AddressSanitizer + UBSan
 #   make check-fuzz libFuzzer on the safetensors loader for FUZZ_TIME (60) seconds
@@ -67,7 +68,7 @@ VIKT_BIN := $(BUILD)/bin/vikt
 
 .SECONDARY:
 
-.PHONY: all demo examples check check-deps check-header check-symbols check-ffi \
+.PHONY: all demo fashion-mnist examples check check-deps check-header check-symbols check-ffi \
         check-asan check-neon check-valgrind bench-gemm bench-train bench-ops run-tests docs install uninstall check-install clean \
         fuzz check-fuzz
 
@@ -213,6 +214,23 @@ examples: $(EXAMPLES)
 
 demo: $(BUILD)/examples/demo
 	$(BUILD)/examples/demo data/digits.csv
+
+# Fashion-MNIST (examples/fashion_mnist.c): the IDX files of the Debian package
+# dataset-fashion-mnist, gunzipped into $(FASHION_DATA), then a run on 2 threads.
+FASHION_GZ ?= /usr/share/datasets/fashion-mnist
+FASHION_DATA := $(BUILD)/data/fashion-mnist
+FASHION_FILES := $(addprefix $(FASHION_DATA)/,train-images-idx3-ubyte train-labels-idx1-ubyte \
+                   t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+$(FASHION_DATA)/%-ubyte:
+	@if [ ! -f $(FASHION_GZ)/$*-ubyte.gz ]; then \
+	  echo "fashion-mnist: $(FASHION_GZ)/$*-ubyte.gz is missing;"; \
+	  echo "  install it with: apt-get install dataset-fashion-mnist (or set FASHION_GZ=DIR)"; \
+	  exit 1; fi
+	@mkdir -p $(@D)
+	gzip -dc $(FASHION_GZ)/$*-ubyte.gz > $@.tmp && mv $@.tmp $@
+
+fashion-mnist: $(BUILD)/examples/fashion_mnist $(FASHION_FILES)
+	$(BUILD)/examples/fashion_mnist --threads 2 --data $(FASHION_DATA) $(FASHION_ARGS)
 
 # --- benchmarks ----------------------------------------------------------------
 # bench/gemm.c times every kernel directly (it links the objects) and, when
