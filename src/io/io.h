@@ -1,4 +1,4 @@
-/* Private interface of the files layer (src/io/), in four parts that build on
+/* Private interface of the files layer (src/io/), in parts that build on
  * each other:
  *
  *   file.c          every file-system call, with a fault-injection hook, and
@@ -6,6 +6,7 @@
  *                   rename, fsync of the directory)
  *   crc32c.c        CRC32C (Castagnoli) of the tensor data
  *   json.c          a strict JSON reader that decodes strings in place
+ *   numbers.c       exact, locale-independent doubles in metadata text
  *   safetensors_read.c / safetensors_write.c
  *                   parse and validate a file into a table of tensor views,
  *                   read a view of any dtype as float32; write named float32
@@ -114,6 +115,18 @@ vikt__io_state *vikt__io_state_get(vikt_model *m); /* NULL when out of memory */
  * iSCSI (RFC 3720), ext4 and SSE4.2's crc32 instruction. Start with crc = 0;
  * passing the previous result continues it over more bytes. */
 uint32_t vikt__crc32c(uint32_t crc, const void *data, size_t n);
+
+/* --------------------------------------------------------------- numbers */
+
+/* Doubles in metadata text (numbers.c), exact and independent of the
+ * locale: C99's hexadecimal form built from the bits ("0x1.999999999999ap-4",
+ * "-0x0p+0", "0x0.0000000000001p-1022" for the smallest subnormal; "inf",
+ * "-inf", "nan" for the rest). get accepts exactly what put writes for a
+ * finite value and nothing else (no decimal spelling, with '.' or ','). */
+#define VIKT__NUM_MAX 32 /* bytes of a number as put writes it, with its NUL */
+void vikt__put_double(double v, char out[VIKT__NUM_MAX]);
+int vikt__get_double(const char *s, double *v); /* 1 and *v set, or 0 */
+int vikt__hex_digit(int c);                     /* 0-15 for [0-9a-f], else -1 */
 
 /* ------------------------------------------------------------------ JSON */
 
