@@ -1338,8 +1338,10 @@ VIKT_API int64_t vikt_lora_unmerge(vikt_model *m);
  * The tensors are "<layer>.lora_A.weight" and "<layer>.lora_B.weight" (PEFT's
  * names without its "base_model.model." prefix), float32; the metadata
  * "vikt.lora.<layer>" holds "rank=R alpha=A dropout=P" for each adapter,
- * which vikt_lora_load() needs. Merged adapters are saved as well (A and B
- * are the same either way).
+ * which vikt_lora_load() needs: R in decimal, A and P as C99 hexadecimal
+ * floats ("rank=8 alpha=0x1p+4 dropout=0x1.99999ap-4"), exact and the same
+ * whatever the program's LC_NUMERIC locale. Merged adapters are saved as
+ * well (A and B are the same either way).
  * @param[in] m    The model.
  * @param[in] path The file, replaced atomically.
  * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOT_FOUND (no adapter),
@@ -1356,7 +1358,9 @@ VIKT_API int vikt_lora_save(vikt_model *m, const char *path);
  * the shapes its rank and its layer's weight imply; every layer must exist;
  * a layer that already has LoRA must have the same rank and be unmerged (its
  * alpha and dropout are then taken from the file). Names with PEFT's
- * "base_model.model." prefix are accepted too. Everything is checked, every
+ * "base_model.model." prefix are accepted too. The configuration must be
+ * spelled as vikt_lora_save() spells it (a decimal "alpha=1.5" is refused).
+ * Everything is checked, every
  * CRC32C included, before the model changes; afterwards the base is frozen as
  * by vikt_lora_attach().
  * @param[in] m    The model.
