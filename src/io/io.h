@@ -216,6 +216,7 @@ typedef struct vikt__st {
     const uint32_t *meta;      /* metadata pair offsets, by key */
     int64_t ntensors, nmeta;
     uint64_t data_start, data_size;
+    int marks_kinds; /* the file has a "vikt.kind.<name>" pair (vikt wrote it) */
 } vikt__st;
 
 /* Read, parse and validate the header of f; every malformation is
@@ -230,6 +231,16 @@ int vikt__st_find(const vikt__st *st, const char *name, vikt__st_tensor *t);
 /* The i-th metadata pair in key order; the value of a key, or NULL. */
 void vikt__st_meta_at(const vikt__st *st, int64_t i, const char **key, const char **value);
 const char *vikt__st_meta(const vikt__st *st, const char *key);
+/* What a tensor is, as the file says: its "vikt.kind.<name>" ("buffer",
+ * "optimizer", ...); "parameter" when it has none but the file marks kinds
+ * (vikt_save labels only buffers); NULL when the file marks none (written by
+ * PyTorch or another tool): then a tensor may be either. */
+const char *vikt__st_kind(const vikt__st *st, const vikt__st_tensor *t);
+/* A tensor of the file is of another kind than a model tensor of its name:
+ * the file says "parameter" or "buffer", and not what t is. Gives the
+ * file's kind then (for messages), else NULL. */
+const char *vikt__st_kind_clash(const vikt__st *st, const vikt__st_tensor *f,
+                                const vikt_tensor *t);
 /* A byte and a pointer a caller may keep with each tensor while the file is
  * open (zero after open), e.g. what a loader decided and the destination. */
 int vikt__st_mark(const vikt__st *st, const vikt__st_tensor *t);

@@ -157,6 +157,15 @@ static void match(loader *L, vikt_tensor *t, const char *what) {
         return;
     }
     shape_text(&f, theirs);
+    /* vikt marks its buffers; a file that does is trusted to mean it (a
+     * running statistic is not a weight to train, nor the reverse). */
+    const char *clash = vikt__st_kind_clash(L->st, &f, t);
+    if (clash) {
+        snprintf(detail, sizeof detail, "file %s %s, model %s %s", clash, theirs, what, mine);
+        problem(L, VIKT_LOAD_MISMATCHED, VIKT_ERR_SHAPE, "mismatched", t->name, detail);
+        vikt__st_set_mark(L->st, &f, MARK_MISMATCH);
+        return;
+    }
     if (!vikt__dtype_is_float(f.dtype) || !same_shape(&f, t)) {
         snprintf(detail, sizeof detail, "file %s %s, model %s %s", theirs,
                  vikt__dtype_name(f.dtype), what, mine);
