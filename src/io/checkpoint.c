@@ -618,17 +618,23 @@ static void discard(vikt__load_ext *x) {
     r->slots = NULL;
 }
 
-int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path) {
-    if (!m) return VIKT_ERR_NULL;
-    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+int vikt__checkpoint_load_from(vikt_model *m, vikt_optimizer *opt, const char *path,
+                               const void *data, size_t size) {
+    const char *where = path ? path : "<memory>";
     if (opt && opt->model != m)
-        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, path,
+        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, where,
                              "the optimizer belongs to another model");
     restore r;
     memset(&r, 0, sizeof r);
     r.ext.check = check, r.ext.prepare = prepare, r.ext.commit = commit, r.ext.discard = discard;
-    r.m = m, r.opt = opt, r.path = path;
-    int rc = vikt__load_with(m, op_load, path, &r.ext);
+    r.m = m, r.opt = opt, r.path = where;
+    int rc = vikt__load_with(m, op_load, path, data, size, &r.ext);
     vikt__free(m, r.scratch, r.scratch_size);
     return rc;
+}
+
+int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path) {
+    if (!m) return VIKT_ERR_NULL;
+    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+    return vikt__checkpoint_load_from(m, opt, path, NULL, 0);
 }

@@ -306,9 +306,18 @@ struct vikt__load_ext {
 
 /* Mark a tensor of another kind for loading by the extension. */
 void vikt__load_claim(vikt__st *st, const vikt__st_tensor *t);
-/* A strict load of path into m (as vikt_load), extended by x; op names the
- * public call. The report and counts are the load's, as for vikt_load. */
-int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x);
+/* A strict load of path (or, with path NULL, of the size bytes at data) into
+ * m (as vikt_load), extended by x; op names the public call. The report and
+ * counts are the load's, as for vikt_load. */
+int vikt__load_with(vikt_model *m, const char *op, const char *path, const void *data,
+                    size_t size, vikt__load_ext *x);
+
+/* vikt_checkpoint_load and vikt_lora_load on a file, or with path NULL on
+ * the size bytes at data ("<memory>" in messages), through the same code:
+ * how the fuzz target reaches their metadata parsers. */
+int vikt__checkpoint_load_from(vikt_model *m, vikt_optimizer *opt, const char *path,
+                               const void *data, size_t size);
+int64_t vikt__lora_load_from(vikt_model *m, const char *path, const void *data, size_t size);
 
 /* The CRC32C a checkpoint keeps of its own metadata (checkpoint.c) when
  * vikt__st_write writes e and meta: the XOR of crc32c(key NUL value NUL)

@@ -261,20 +261,26 @@ static int64_t load_open(reader *r, vikt__st *st) {
     return rc ? rc : r->n;
 }
 
-int64_t vikt_lora_load(vikt_model *m, const char *path) {
-    if (!m) return VIKT_ERR_NULL;
-    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+int64_t vikt__lora_load_from(vikt_model *m, const char *path, const void *data, size_t size) {
     vikt__file f;
-    int rc = vikt__file_open(&f, m, op_load, path);
+    int rc = VIKT_OK;
+    if (path) rc = vikt__file_open(&f, m, op_load, path);
+    else vikt__file_memory(&f, m, op_load, data ? data : "", size);
     if (rc) return rc;
     vikt__st st;
     rc = vikt__st_open(&st, &f);
     int64_t result = rc;
     if (!rc) {
-        reader r = {m, &st, path, NULL, 0};
+        reader r = {m, &st, f.path, NULL, 0};
         result = load_open(&r, &st);
         vikt__st_close(&st);
     }
     vikt__file_close(&f);
     return result;
+}
+
+int64_t vikt_lora_load(vikt_model *m, const char *path) {
+    if (!m) return VIKT_ERR_NULL;
+    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+    return vikt__lora_load_from(m, path, NULL, 0);
 }

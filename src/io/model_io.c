@@ -386,11 +386,13 @@ int vikt_load(vikt_model *m, const char *path, vikt_load_mode mode) {
     return finish(m, rc);
 }
 
-int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x) {
+int vikt__load_with(vikt_model *m, const char *op, const char *path, const void *data,
+                    size_t size, vikt__load_ext *x) {
     int rc = begin(m, op, VIKT_LOAD_STRICT);
     if (rc) return rc;
     vikt__file f;
-    rc = vikt__file_open(&f, m, op, path);
+    if (path) rc = vikt__file_open(&f, m, op, path);
+    else vikt__file_memory(&f, m, op, data ? data : "", size);
     if (!rc) rc = load(m, &f, VIKT_LOAD_STRICT, x);
     vikt__file_close(&f);
     return finish(m, rc);
