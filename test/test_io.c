@@ -484,7 +484,8 @@ static void kinds_are_matched(void **state) {
     /* "a" a buffer and "b" a parameter in the model: both clash. */
     vikt_model *swapped = kinds_model(1, 0);
     assert_int_equal(vikt_load(swapped, path, VIKT_LOAD_STRICT), VIKT_ERR_SHAPE);
-    vt_expect_error(swapped, VIKT_ERR_SHAPE, "2 mismatched", "'b'");
+    vt_expect_error(swapped, VIKT_ERR_SHAPE, "2 mismatched",
+                    "'b', file buffer 2, model parameter 2");
     assert_true(vikt_load_report(swapped, report, sizeof report) > 0);
     assert_non_null(strstr(report, "b  file buffer 2, model parameter 2"));
     assert_non_null(strstr(report, "a  file parameter 2, model buffer 2"));

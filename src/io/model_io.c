@@ -110,7 +110,7 @@ typedef struct loader {
     int64_t *counts;  /* indexed by vikt_load_stat */
     int64_t values;   /* floats copied */
     int first_err;    /* code of the first problem a strict load fails on */
-    char first[160];  /* and its description */
+    char first[256];  /* and its description */
 } loader;
 
 static void shape_text(const vikt__st_tensor *t, char *buf) {
@@ -129,7 +129,7 @@ static void problem(loader *L, vikt_load_stat stat, int err, const char *what, c
     report_add(L->m, 0, "%-10s %s  %s", what, name, detail);
     if (!L->first_err) {
         L->first_err = err;
-        snprintf(L->first, sizeof L->first, "%s " Q, what, QARG(name));
+        snprintf(L->first, sizeof L->first, "%s " Q ", %s", what, QARG(name), detail);
     }
 }
 
