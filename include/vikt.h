@@ -1338,8 +1338,10 @@ VIKT_API int64_t vikt_lora_unmerge(vikt_model *m);
  * The tensors are "<layer>.lora_A.weight" and "<layer>.lora_B.weight" (PEFT's
  * names without its "base_model.model." prefix), float32; the metadata
  * "vikt.lora.<layer>" holds "rank=R alpha=A dropout=P" for each adapter,
- * which vikt_lora_load() needs. Merged adapters are saved as well (A and B
- * are the same either way).
+ * which vikt_lora_load() needs: R in decimal, A and P as C99 hexadecimal
+ * floats ("rank=8 alpha=0x1p+4 dropout=0x1.99999ap-4"), exact and the same
+ * whatever the program's LC_NUMERIC locale. Merged adapters are saved as
+ * well (A and B are the same either way).
  * @param[in] m    The model.
  * @param[in] path The file, replaced atomically.
  * @return ::VIKT_OK, ::VIKT_ERR_NULL, ::VIKT_ERR_NOT_FOUND (no adapter),
@@ -1356,7 +1358,9 @@ VIKT_API int vikt_lora_save(vikt_model *m, const char *path);
  * the shapes its rank and its layer's weight imply; every layer must exist;
  * a layer that already has LoRA must have the same rank and be unmerged (its
  * alpha and dropout are then taken from the file). Names with PEFT's
- * "base_model.model." prefix are accepted too. Everything is checked, every
+ * "base_model.model." prefix are accepted too. The configuration must be
+ * spelled as vikt_lora_save() spells it (a decimal "alpha=1.5" is refused).
+ * Everything is checked, every
  * CRC32C included, before the model changes; afterwards the base is frozen as
  * by vikt_lora_attach().
  * @param[in] m    The model.
@@ -2072,6 +2076,15 @@ VIKT_API int64_t vikt_prune_report(const vikt_model *m, char *buf, size_t size);
  * - Tensors whose `vikt.kind.<name>` is neither "parameter" nor "buffer"
  *   (reserved for checkpoints) are left alone and counted as
  *   ::VIKT_LOAD_IGNORED.
+ * - Kinds are matched when the file marks them: in a file with at least one
+ *   `vikt.kind.<name>` entry (vikt_save() writes one per buffer), a tensor
+ *   without one is a parameter, and a file buffer whose name is a model
+ *   parameter, or the reverse, counts as ::VIKT_LOAD_MISMATCHED (in strict
+ *   mode ::VIKT_ERR_SHAPE, the message naming the tensor and both kinds).
+ *   A file without any `vikt.kind.` entry (PyTorch's `state_dict`, which
+ *   does not tell buffers from parameters, or a vikt model without buffers)
+ *   is matched by name alone. vikt_checkpoint_load() and
+ *   vikt_fedavg_files() match kinds the same way.
  * - A parameter loaded from the file gets the mask of its
  *   `vikt.mask.<name>` entry (and its masked values are set to 0), or loses
  *   its mask when the file has none. A mask entry naming no tensor or a
@@ -2180,8 +2193,8 @@ typedef enum vikt_load_stat {
     VIKT_LOAD_CREATED = 1,    /**< Of those, tensors created because the model was empty. */
     VIKT_LOAD_MISSING = 2,    /**< Model tensors the file lacks. */
     VIKT_LOAD_UNEXPECTED = 3, /**< File tensors the model lacks. */
-    VIKT_LOAD_MISMATCHED = 4, /**< In both with another shape, or a dtype or rank a vikt
-                                   tensor cannot hold. */
+    VIKT_LOAD_MISMATCHED = 4, /**< In both with another shape or kind (parameter or
+                                   buffer), or a dtype or rank a vikt tensor cannot hold. */
     VIKT_LOAD_IGNORED = 5     /**< File tensors of another kind (see @ref file_format). */
 } vikt_load_stat;
 
@@ -2219,11 +2232,15 @@ VIKT_API int vikt_save(vikt_model *m, const char *path);
  * @param[in] m    The model.
  * @param[in] path The file.
  * @param[in] mode ::VIKT_LOAD_STRICT or ::VIKT_LOAD_PARTIAL.
+ * A name that is a buffer in the file and a parameter in the model, or the
+ * reverse, is mismatched when the file marks kinds (see
+ * @ref file_format_read); a file from PyTorch is matched by name alone.
  * @return ::VIKT_OK; ::VIKT_ERR_NULL; ::VIKT_ERR_ARG (unknown mode);
  *         ::VIKT_ERR_FORMAT (a malformed or corrupt file, or in strict mode a
  *         dtype the model cannot hold); ::VIKT_ERR_IO; ::VIKT_ERR_NOMEM; in
  *         strict mode ::VIKT_ERR_NOT_FOUND (a missing or unexpected name) or
- *         ::VIKT_ERR_SHAPE (a shape mismatch), for the first problem found.
+ *         ::VIKT_ERR_SHAPE (a shape or kind mismatch), for the first problem
+ *         found.
  */
 VIKT_API int vikt_load(vikt_model *m, const char *path, vikt_load_mode mode);
 
@@ -3031,8 +3048,10 @@ VIKT_API int vikt_fedavg(vikt_model *dst, vikt_model *const *clients, const doub
  *        on each client), read one tensor at a time.
  *
  * Names, shapes and dtypes (F32, F16, BF16 or F64, as vikt_load() reads) of
- * every file are matched against @p dst first; tensors of another kind
- * (optimizer state in a checkpoint, see @ref file_format) are ignored.
+ * every file are matched against @p dst first, and kinds as vikt_load()
+ * matches them (a file buffer for a parameter of @p dst is
+ * ::VIKT_ERR_SHAPE); tensors of another kind (optimizer state in a
+ * checkpoint, see @ref file_format) are ignored.
  * Then each tensor is read from every file (its CRC32C checked when the file
  * has one) and averaged into a scratch copy of the model, which replaces
  * @p dst's values only once every file has been read: on any error,

@@ -336,6 +336,10 @@ static int check_file(fedfiles *F, int64_t c) {
         if (!vikt__st_find(st, t->name, &f) || foreign(&f))
             return vikt__io_fail(m, VIKT_ERR_NOT_FOUND, OP, path, "client %lld has no %s " Q,
                                  (long long)c, kind_of(t), QARG(t->name));
+        const char *clash = vikt__st_kind_clash(st, &f, t);
+        if (clash)
+            return vikt__io_fail(m, VIKT_ERR_SHAPE, OP, path, "client %lld: " Q " is a %s, dst has a %s",
+                                 (long long)c, QARG(t->name), clash, kind_of(t));
         char want[VIKT__SHAPE_STR];
         if (!vikt__dtype_is_float(f.dtype) || !same_shape(&f, t)) {
             char have[VIKT__SHAPE_STR];

@@ -27,6 +27,7 @@
 #include "../src/optim/optim.h"
 
 #include <dirent.h>
+#include <locale.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -434,6 +435,96 @@ static void numbers_are_exact(void **state) {
     }
     free(path);
     vt_rmdir(dir);
+}
+
+/* The metadata's doubles (numbers.c): exact for edge values, one spelling
+ * each, and no decimal spelling whatever the decimal point. */
+static void metadata_numbers(void **state) {
+    (void)state;
+    static const struct {
+        double v;
+        const char *text;
+    } cases[] = {{0.1, "0x1.999999999999ap-4"},
+                 {1e-300, "0x1.56e1fc2f8f359p-997"},
+                 {4.9406564584124654e-324, "0x0.0000000000001p-1022"},
+                 {2.2250738585072009e-308, "0x0.fffffffffffffp-1022"},
+                 {16.0, "0x1p+4"},
+                 {0.0, "0x0p+0"},
+                 {-0.0, "-0x0p+0"},
+                 {-1.5, "-0x1.8p+0"},
+                 {1.7976931348623157e308, "0x1.fffffffffffffp+1023"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[VIKT__NUM_MAX];
+        double back = 42;
+        vikt__put_double(cases[i].v, text);
+        assert_string_equal(text, cases[i].text);
+        assert_int_equal(vikt__get_double(text, &back), 1);
+        assert_memory_equal(&back, &cases[i].v, sizeof back);
+    }
+    char text[VIKT__NUM_MAX];
+    vikt__put_double(INFINITY, text), assert_string_equal(text, "inf");
+    vikt__put_double(-INFINITY, text), assert_string_equal(text, "-inf");
+    vikt__put_double(NAN, text), assert_string_equal(text, "nan");
+    static const char *refused[] = {"0.1", "0,1", "1e-3", "16", "0x1.8P+0", "0X1p+0", "0x1.80p+0",
+                                    "0x1p4", "0x2p+0", "0x1p+", "+0x1p+0", " 0x1p+0", "0x1p+0 ",
+                                    "0x1p+1024", "inf", "nan", "", "0x1.g p+0", "0x0.8p+0"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        double v = 42;
+        if (vikt__get_double(refused[i], &v)) fail_msg("accepted '%s'", refused[i]);
+        assert_true(v == 42);
+    }
+}
+
+/* A model with a LoRA adapter of the given alpha and dropout, run once. */
+static vikt_model *lora_model(float alpha, float dropout) {
+    vikt_model *m = vt_model(5);
+    vikt_step_begin(m);
+    vikt_tensor *x = vikt_input(m, 2, SHAPE(1, 4), (const float[]){1, 2, 3, 4});
+    assert_non_null(vikt_dense(m, "fc", x, 3));
+    if (alpha > 0) assert_int_equal(vikt_lora_attach(m, "fc", 2, alpha, dropout), 1);
+    return m;
+}
+
+/* A LoRA adapter file and a checkpoint written under one LC_NUMERIC and read
+ * under another are the same numbers: with a comma-decimal locale a "%g"
+ * writer spells 1.5 as "1,5", which a reader in "C" takes for 1. */
+static void files_ignore_the_locale(void **state) {
+    (void)state;
+    static const char *comma[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "sv_SE.UTF-8"};
+    const char *loc = NULL;
+    for (size_t i = 0; i < sizeof comma / sizeof *comma && !loc; i++)
+        if (setlocale(LC_NUMERIC, comma[i])) loc = comma[i];
+    setlocale(LC_NUMERIC, "C");
+    if (!loc) {
+        print_message("no comma-decimal locale installed; metadata_numbers covers the parser\n");
+        skip();
+    }
+    char *dir = tmpdir(), *path = join(dir, "a.safetensors"), *ckpt = join(dir, "a.ckpt");
+    for (int write_in_comma = 0; write_in_comma < 2; write_in_comma++) {
+        setlocale(LC_NUMERIC, write_in_comma ? loc : "C");
+        vikt_model *m = lora_model(1.5f, 0.1f);
+        assert_int_equal(vikt_lora_save(m, path), VIKT_OK);
+        vikt_optimizer *om, *on;
+        assert_int_equal(vikt_sgd_create(m, 0.0f, &om), VIKT_OK);
+        assert_int_equal(vikt_optimizer_set(om, VIKT_OPT_LR, 0.3), VIKT_OK);
+        assert_int_equal(vikt_checkpoint_save(m, om, ckpt), VIKT_OK);
+
+        setlocale(LC_NUMERIC, write_in_comma ? "C" : loc);
+        vikt_model *n = lora_model(0, 0);
+        assert_int_equal(vikt_lora_load(n, path), 1);
+        const vikt__lora *l = vikt__lora_find(n, "fc");
+        assert_non_null(l);
+        assert_true(l->alpha == 1.5f && l->dropout == 0.1f);
+        vikt_model *k = lora_model(1.5f, 0.1f);
+        assert_int_equal(vikt_sgd_create(k, 0.0f, &on), VIKT_OK);
+        assert_int_equal(vikt_checkpoint_load(k, on, ckpt), VIKT_OK);
+        assert_true(get(on, VIKT_OPT_LR) == 0.3);
+        setlocale(LC_NUMERIC, "C");
+        vikt_optimizer_destroy(om), vikt_optimizer_destroy(on);
+        vikt_model_destroy(m), vikt_model_destroy(n), vikt_model_destroy(k);
+    }
+    free(path), free(ckpt);
+    remove_dir(dir);
 }
 
 /* -------------------------------------------------------------- refusals */
@@ -971,6 +1062,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(exact_resume_in_a_new_process),
         cmocka_unit_test(weights_from_a_checkpoint),
         cmocka_unit_test(numbers_are_exact),
+        cmocka_unit_test(metadata_numbers),
+        cmocka_unit_test(files_ignore_the_locale),
         cmocka_unit_test(null_and_foreign_arguments),
         cmocka_unit_test(wrong_rule_or_model),
         cmocka_unit_test(edited_files),

@@ -61,16 +61,23 @@ static void fixtures(void **state) {
     assert_true(n >= 50);
 }
 
+static uint8_t *read_seed(const char *name, size_t *n) {
+    char path[256];
+    snprintf(path, sizeof path, "test/fuzz/corpus/%s", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    uint8_t *buf = malloc(65536);
+    *n = fread(buf, 1, 65536, f);
+    fclose(f);
+    assert_true(*n > 100 && *n < 65536);
+    return buf;
+}
+
 /* Every prefix of a valid file (each truncation point) and every single
  * bit flip of its header: the fuzzer's first mutations, done exhaustively. */
-static void truncations_and_bit_flips(void **state) {
-    (void)state;
-    FILE *f = fopen("test/fuzz/corpus/vikt_style", "rb");
-    assert_non_null(f);
-    uint8_t buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    assert_true(n > 100 && n < sizeof buf);
+static void mutate_exhaustively(const char *name) {
+    size_t n;
+    uint8_t *buf = read_seed(name, &n);
     for (size_t len = 0; len <= n; len++) {
         uint8_t *exact = malloc(len ? len : 1);
         memcpy(exact, buf, len);
@@ -84,6 +91,32 @@ static void truncations_and_bit_flips(void **state) {
             LLVMFuzzerTestOneInput(buf, n);
             buf[i] ^= (uint8_t)(1u << bit);
         }
+    free(buf);
+}
+
+static void truncations_and_bit_flips(void **state) {
+    (void)state;
+    mutate_exhaustively("vikt_style");
+    mutate_exhaustively("checkpoint_adam");
+    mutate_exhaustively("lora_adapter");
+}
+
+/* The checkpoint and adapter seeds load as such into the target's models,
+ * so the fuzzer starts from inputs that reach every metadata parser. */
+static void seeds_reach_the_parsers(void **state) {
+    (void)state;
+    fz_count c = {0, 0};
+    size_t n;
+    uint8_t *buf = read_seed("checkpoint_adam", &n);
+    assert_int_equal(checkpoint(buf, n, &c), VIKT_OK);
+    free(buf);
+    buf = read_seed("lora_adapter", &n);
+    assert_int_equal(adapters(buf, n, &c), 1);
+    free(buf);
+    buf = read_seed("lora_peft", &n);
+    assert_int_equal(adapters(buf, n, &c), 1);
+    free(buf);
+    assert_int_equal(c.live, 0);
 }
 
 int main(int argc, char **argv) {
@@ -101,6 +134,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(seed_corpus),
         cmocka_unit_test(fixtures),
         cmocka_unit_test(truncations_and_bit_flips),
+        cmocka_unit_test(seeds_reach_the_parsers),
     };
     return cmocka_run_group_tests_name("fuzz_replay", tests, NULL, NULL);
 }

@@ -395,6 +395,114 @@ static void memory_source(void **state) {
     vikt_model_destroy(m);
 }
 
+/* ---------------------------------------------------------------- kinds */
+
+static void put_le(unsigned char *p, uint64_t v, size_t size);
+
+/* A model with "a" and "b" of 2 floats, each a parameter or (bit set in
+ * buffers: 1 for "a", 2 for "b") a buffer, holding base, base + 1, ... */
+static vikt_model *kinds_model(int buffers, float base) {
+    vikt_model *m = vt_model(1);
+    const char *names[2] = {"a", "b"};
+    for (int i = 0; i < 2; i++) {
+        vikt_tensor *t = buffers >> i & 1 ? vikt_buffer(m, names[i], 1, (int64_t[]){2}, 0.0f)
+                                          : vikt_param(m, names[i], 1, (int64_t[]){2}, VIKT_INIT_ZEROS);
+        vikt_tensor_data(t)[0] = base + 2 * i, vikt_tensor_data(t)[1] = base + 2 * i + 1;
+    }
+    return m;
+}
+
+static int holds(vikt_model *m, float base) {
+    const float *a = vikt_tensor_data(vikt_param_find(m, "a") ? vikt_param_find(m, "a") : vikt_buffer_find(m, "a"));
+    const float *b = vikt_tensor_data(vikt_param_find(m, "b") ? vikt_param_find(m, "b") : vikt_buffer_find(m, "b"));
+    return a[0] == base && a[1] == base + 1 && b[0] == base + 2 && b[1] == base + 3;
+}
+
+/* A safetensors image of "a" and "b" (F32 [2], values 10..13) with extra
+ * metadata pairs (JSON text, may be empty). */
+static unsigned char *kinds_image(const char *meta, size_t *len) {
+    char header[512];
+    int n = snprintf(header, sizeof header,
+                     "{\"__metadata__\":{\"format\":\"pt\"%s},"
+                     "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                     meta);
+    *len = 8 + (size_t)n + 16;
+    unsigned char *img = malloc(*len);
+    put_le(img, (uint64_t)n, 8);
+    memcpy(img + 8, header, (size_t)n);
+    const float v[4] = {10, 11, 12, 13};
+    memcpy(img + 8 + n, v, sizeof v);
+    return img;
+}
+
+/* A file that marks kinds loads a buffer into a buffer only; one that marks
+ * none (PyTorch's) matches by name. Checkpoints and FedAvg files agree. */
+static void kinds_are_matched(void **state) {
+    (void)state;
+    char *dir = tmpdir(), path[128], report[1024];
+    snprintf(path, sizeof path, "%s/k.safetensors", dir);
+    vikt_model *src = kinds_model(2, 10); /* "b" is a buffer */
+    assert_int_equal(vikt_save(src, path), VIKT_OK);
+
+    vikt_model *same = kinds_model(2, 0);
+    assert_int_equal(vikt_load(same, path, VIKT_LOAD_STRICT), VIKT_OK);
+    assert_true(holds(same, 10));
+
+    /* "a" a buffer and "b" a parameter in the model: both clash. */
+    vikt_model *swapped = kinds_model(1, 0);
+    assert_int_equal(vikt_load(swapped, path, VIKT_LOAD_STRICT), VIKT_ERR_SHAPE);
+    vt_expect_error(swapped, VIKT_ERR_SHAPE, "2 mismatched",
+                    "'b', file buffer 2, model parameter 2");
+    assert_true(vikt_load_report(swapped, report, sizeof report) > 0);
+    assert_non_null(strstr(report, "b  file buffer 2, model parameter 2"));
+    assert_non_null(strstr(report, "a  file parameter 2, model buffer 2"));
+    assert_true(holds(swapped, 0));
+    assert_int_equal(vikt_load(swapped, path, VIKT_LOAD_PARTIAL), VIKT_OK);
+    assert_int_equal(vikt_load_report_count(swapped, VIKT_LOAD_MISMATCHED), 2);
+    assert_int_equal(vikt_load_report_count(swapped, VIKT_LOAD_LOADED), 0);
+    assert_true(holds(swapped, 0));
+
+    /* A checkpoint goes through the same matching. */
+    vikt_optimizer *opt;
+    assert_int_equal(vikt_sgd_create(src, 0.1f, &opt), VIKT_OK);
+    assert_int_equal(vikt_checkpoint_save(src, opt, path), VIKT_OK);
+    vikt_optimizer *their;
+    assert_int_equal(vikt_sgd_create(swapped, 0.1f, &their), VIKT_OK);
+    assert_int_equal(vikt_checkpoint_load(swapped, their, path), VIKT_ERR_SHAPE);
+    vt_expect_error(swapped, VIKT_ERR_SHAPE, "vikt_checkpoint_load", "mismatched");
+    assert_true(holds(swapped, 0));
+    vikt_optimizer_destroy(their), vikt_optimizer_destroy(opt);
+
+    /* So does FedAvg over files. */
+    assert_int_equal(vikt_save(src, path), VIKT_OK);
+    const char *paths[1] = {path};
+    assert_int_equal(vikt_fedavg_files(swapped, paths, (const double[]){1}, 1), VIKT_ERR_SHAPE);
+    vt_expect_error(swapped, VIKT_ERR_SHAPE, "is a buffer, dst has a parameter", "'b'");
+    assert_true(holds(swapped, 0));
+    assert_int_equal(vikt_fedavg_files(same, paths, (const double[]){1}, 1), VIKT_OK);
+
+    /* No kinds in the file: by name, whatever the model's kinds. */
+    size_t len;
+    unsigned char *img = kinds_image("", &len);
+    assert_int_equal(vikt_load_buffer(swapped, img, len, VIKT_LOAD_STRICT), VIKT_OK);
+    assert_true(holds(swapped, 10));
+    free(img);
+    /* An explicit "parameter" clashes with a buffer too. */
+    img = kinds_image(",\"vikt.kind.a\":\"parameter\"", &len);
+    vikt_model *fresh = kinds_model(1, 0);
+    assert_int_equal(vikt_load_buffer(fresh, img, len, VIKT_LOAD_STRICT), VIKT_ERR_SHAPE);
+    vt_expect_error(fresh, VIKT_ERR_SHAPE, "1 mismatched", "'a'");
+    assert_true(holds(fresh, 0));
+    free(img);
+
+    vikt_model_destroy(fresh), vikt_model_destroy(swapped), vikt_model_destroy(same);
+    vikt_model_destroy(src);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
+
 /* ------------------------------------------------------- dtype conversion */
 
 /* Independent decodings (from the formats' definitions, through ldexp) to
@@ -551,6 +659,7 @@ int main(void) {
         cmocka_unit_test(save_faults),
         cmocka_unit_test(load_faults),
         cmocka_unit_test(memory_source),
+        cmocka_unit_test(kinds_are_matched),
         cmocka_unit_test(every_dtype_reads_as_float32),
     };
     return cmocka_run_group_tests_name("io", tests, NULL, NULL);

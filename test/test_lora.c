@@ -523,8 +523,8 @@ static void adapters_round_trip(void **state) {
     const char *header = (const char *)bytes + 8;
     assert_non_null(strstr(header, "\"fc1.lora_A.weight\""));
     assert_non_null(strstr(header, "\"fc2.lora_B.weight\""));
-    assert_non_null(strstr(header, "\"vikt.lora.fc1\":\"rank=2 alpha=4 dropout=0\""));
-    assert_non_null(strstr(header, "\"vikt.lora.fc2\":\"rank=3 alpha=1.5 dropout=0.125\""));
+    assert_non_null(strstr(header, "\"vikt.lora.fc1\":\"rank=2 alpha=0x1p+2 dropout=0x0p+0\""));
+    assert_non_null(strstr(header, "\"vikt.lora.fc2\":\"rank=3 alpha=0x1.8p+0 dropout=0x1p-3\""));
     assert_null(strstr(header, "\"fc1.weight\""));
     free(bytes);
 
@@ -567,7 +567,7 @@ static void loads_peft_names(void **state) {
     float data[1 * MLP_IN + 6 * 1];
     for (int i = 0; i < 14; i++) data[i] = (float)(i + 1) / 8.0f;
     write_st(path,
-             "{\"__metadata__\":{\"format\":\"pt\",\"vikt.lora.fc1\":\"rank=1 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"format\":\"pt\",\"vikt.lora.fc1\":\"rank=1 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"base_model.model.fc1.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],"
              "\"data_offsets\":[0,32]},"
              "\"base_model.model.fc1.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],"
@@ -631,13 +631,13 @@ static void load_errors(void **state) {
     m = mlp_model(10);
     /* Shapes that do not fit the layer or the rank. */
     write_st(path,
-             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"fc1.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,7],\"data_offsets\":[0,28]},"
              "\"fc1.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[28,52]}}",
              zeros, 13);
     expect_load_error(m, path, VIKT_ERR_SHAPE, "1x8");
     write_st(path,
-             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=2 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=2 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"fc1.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]},"
              "\"fc1.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[32,56]}}",
              zeros, 14);
@@ -645,7 +645,7 @@ static void load_errors(void **state) {
     /* A weight without a bias is no dense layer (an embedding, a router). */
     assert_non_null(vikt_param(m, "embed.weight", 2, SHAPE(6, 8), VIKT_INIT_ZEROS));
     write_st(path,
-             "{\"__metadata__\":{\"vikt.lora.embed\":\"rank=1 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"vikt.lora.embed\":\"rank=1 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"embed.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]},"
              "\"embed.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[32,56]}}",
              zeros, 14);
@@ -654,21 +654,28 @@ static void load_errors(void **state) {
     vt_expect_error(m, VIKT_ERR_NOT_FOUND, "vikt_lora_attach", "embed");
     /* A tensor missing, one too many, a bad configuration. */
     write_st(path,
-             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"fc1.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]}}",
              zeros, 8);
     expect_load_error(m, path, VIKT_ERR_FORMAT, "lora_B.weight");
     write_st(path,
-             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=2 dropout=0\"},"
+             "{\"__metadata__\":{\"vikt.lora.fc1\":\"rank=1 alpha=0x1p+1 dropout=0x0p+0\"},"
              "\"fc1.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]},"
              "\"fc1.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[6,1],\"data_offsets\":[32,56]},"
              "\"extra\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[56,60]}}",
              zeros, 15);
     expect_load_error(m, path, VIKT_ERR_FORMAT, "extra");
-    const char *configs[] = {"rank=0 alpha=2 dropout=0", "rank=1 alpha=-2 dropout=0",
-                             "rank=1 alpha=2 dropout=1", "rank=1 alpha=2", "rank=1 alpha=2 dropout=0 x",
-                             "r=1"};
-    for (int i = 0; i < 6; i++) {
+    /* Decimal spellings (the format before the hexadecimal one, with '.' or
+     * the ',' of a comma-decimal locale) are refused as any other text. */
+    const char *configs[] = {"rank=0 alpha=0x1p+1 dropout=0x0p+0", "rank=1 alpha=-0x1p+1 dropout=0x0p+0",
+                             "rank=1 alpha=0x1p+1 dropout=0x1p+0", "rank=1 alpha=0x1p+1",
+                             "rank=1 alpha=0x1p+1 dropout=0x0p+0 x", "r=1",
+                             "rank=1 alpha=2 dropout=0", "rank=1 alpha=1.5 dropout=0x0p+0",
+                             "rank=1 alpha=1,5 dropout=0x0p+0", "rank=01 alpha=0x1p+1 dropout=0x0p+0",
+                             "rank=1 alpha=0x1P+1 dropout=0x0p+0", "rank=1 alpha=inf dropout=0x0p+0",
+                             "rank=1 alpha=0x1p+1  dropout=0x0p+0",
+                             "rank=99999999999999999999 alpha=0x1p+1 dropout=0x0p+0"};
+    for (int i = 0; i < (int)(sizeof configs / sizeof *configs); i++) {
         char json[512];
         snprintf(json, sizeof json,
                  "{\"__metadata__\":{\"vikt.lora.fc1\":\"%s\"},"

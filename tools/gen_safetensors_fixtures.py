@@ -15,7 +15,9 @@ The format is written and read by hand here (no safetensors package): an
             case the strict loader must reject;
         test/fixtures/safetensors_fixtures.h  the expected float32 bits, the
             torch outputs, and the error code and message of every bad file;
-        test/fuzz/corpus/*                     seed inputs for the fuzzer.
+        test/fuzz/corpus/*                     seed inputs for the fuzzer (among
+            them a checkpoint and LoRA adapter files the fuzz target loads as
+            such).
 
     /usr/bin/python3 tools/gen_safetensors_fixtures.py --check [FILE]
         Reads a file written by vikt (default: the committed
@@ -500,8 +502,69 @@ def seeds(files):
     files[CORPUS / "vikt_masks"] = vikt_style(
         [("t", "F32", (2,), f32(0.0, 2.0)), ("w", "F32", (2, 3), f32(1, 0, 3, 4, 0, 6))],
         masks={"t": [0, 1], "w": [1, 0, 1, 1, 0, 1]})
+    checkpoint_and_lora_seeds(files)
     files[CORPUS / "whitespace"] = raw_file(' \n\t{ "a" :\r\n{ "dtype" : "F32" , "shape" : [ 2 ] ,'
                                             ' "data_offsets" : [ 0 , 8 ] } }  ', A8)
+
+def checkpoint_crc(meta):
+    """The checkpoint's CRC of its own metadata (src/io/checkpoint.c): the XOR
+    of crc32c(key NUL value NUL) over the "vikt." pairs but the per-tensor
+    CRCs and this CRC itself."""
+    c = 0
+    for k, v in meta.items():
+        if k.startswith("vikt.") and not k.startswith("vikt.crc32c.") and k != "vikt.checkpoint.crc32c":
+            c ^= crc32c(k.encode() + b"\0" + v.encode() + b"\0")
+    return "%08x" % c
+
+
+def hexfloat(x):
+    """A double as src/io/numbers.c spells it (float.hex() is the same form
+    except for a trailing ".0" and zero fractions)."""
+    if x == 0:
+        return "-0x0p+0" if math.copysign(1, x) < 0 else "0x0p+0"
+    m, e = float(x).hex().split("p")
+    m = m.rstrip("0").rstrip(".")
+    return m + "p" + ("+" if not e.startswith(("-", "+")) else "") + e
+
+
+def checkpoint_and_lora_seeds(files):
+    """Seeds the fuzz target loads as a checkpoint (into its model "t" [2],
+    "w" [2, 3], buffer "bn.running_mean" [1] with Adam) and as LoRA adapters
+    (onto its dense layer "fc", weight [2, 3])."""
+    t, w, bn = f32(0.5, -1.0), f32(1, 2, 3, 4, 5, 6), f32(0.25)
+    tensors = [("t", "F32", (2,), t), ("w", "F32", (2, 3), w), ("bn.running_mean", "F32", (1,), bn)]
+    kinds = {"bn.running_mean": "buffer"}
+    for buf in ("exp_avg", "exp_avg_sq"):
+        for name, raw, shape in (("t", t, (2,)), ("w", w, (2, 3))):
+            tensors.append(("optimizer.%s.%s" % (buf, name), "F32", shape, raw))
+            kinds["optimizer.%s.%s" % (buf, name)] = "optimizer"
+    hp = {"lr": 1e-2, "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+          "amsgrad": 0.0, "clip_norm": 0.0, "clip_value": 0.0, "skip_nonfinite": 0.0,
+          "schedule": 0.0, "step_size": 1.0, "gamma": 0.1, "warmup_steps": 0.0, "t_max": 1.0,
+          "eta_min": 0.0}
+    meta = {"vikt.checkpoint.version": "1", "vikt.rng.state": "547b9c60e9d94b0f",
+            "vikt.rng.inc": "b47c73972972b7b7", "vikt.optimizer": "Adam",
+            "vikt.optimizer.step": "2", "vikt.optimizer.skipped_steps": "0",
+            "vikt.optimizer.current_lr": hexfloat(1e-2),
+            "vikt.optimizer.state.t": "2 exp_avg exp_avg_sq",
+            "vikt.optimizer.state.w": "1 exp_avg exp_avg_sq"}
+    meta.update({"vikt.optimizer." + k: hexfloat(v) for k, v in hp.items()})
+    meta.update({"vikt.kind." + k: v for k, v in kinds.items()})
+    meta["vikt.checkpoint.crc32c"] = checkpoint_crc(meta)
+    for name, _, _, raw in tensors:
+        meta["vikt.crc32c." + name] = "%08x" % crc32c(raw)
+    meta["format"] = "pt"
+    files[CORPUS / "checkpoint_adam"] = st_file(tensors, meta)
+
+    a, b = f32(0.5, -0.25, 1.0), f32(2.0, -3.0)
+    lora = [("fc.lora_A.weight", "F32", (1, 3), a), ("fc.lora_B.weight", "F32", (2, 1), b)]
+    with_config = {"format": "pt", "vikt.lora.fc": "rank=1 alpha=%s dropout=%s"
+                   % (hexfloat(2.0), hexfloat(0.25))}
+    for name, _, _, raw in lora:
+        with_config["vikt.crc32c." + name] = "%08x" % crc32c(raw)
+    files[CORPUS / "lora_adapter"] = st_file(lora, with_config)
+    peft = [("base_model.model." + n, d, s, r) for n, d, s, r in lora]
+    files[CORPUS / "lora_peft"] = st_file(peft, {"vikt.lora.fc": "rank=1 alpha=0x1p+3 dropout=0x0p+0"})
 
 # ---------------------------------------------------------------- main
 

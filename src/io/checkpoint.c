@@ -16,8 +16,8 @@
  *   vikt.optimizer.state.<param>   "<t> <buffer> <buffer>…": the parameter's
  *                                  own step count and its initialized buffers
  *
- * Doubles are written from their bits in C99's hexadecimal form, which is
- * exact and holds no locale-dependent decimal point. The metadata is outside
+ * Doubles are written from their bits in C99's hexadecimal form (numbers.c),
+ * which is exact and holds no locale-dependent decimal point. The metadata is outside
  * the per-tensor CRCs, so the checkpoint's keys and the tensors' kinds carry
  * their own CRC: the XOR of one CRC32C per key/value pair, which needs no
  * sorting; and every tensor must have its CRC.
@@ -45,7 +45,6 @@
 #define STATE_TENSOR_ "optimizer."
 #define STATE_KIND "optimizer"
 
-#define NUM_MAX 32   /* bytes of a number as written here, with its NUL */
 #define STATE_MAX 80 /* bytes of a "<t> <buffer>…" value, with its NUL */
 #define NAME_CLIP 64
 #define Q "'%s%s'"
@@ -54,54 +53,6 @@
 enum { NPARAM = VIKT__OPT_NPARAM, NBUF = VIKT__OPT_NBUF, NKIND = VIKT__OPT_NKIND };
 
 /* --------------------------------------------------------------- numbers */
-
-/* A double in C99's hexadecimal form ("0x1.999999999999ap-4"), built from
- * its bits rather than with printf's %a, whose point is the locale's. */
-static void put_double(double v, char *out) {
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    unsigned e = (unsigned)(bits >> 52) & 0x7FFu;
-    uint64_t frac = bits & ((UINT64_C(1) << 52) - 1);
-    const char *sign = bits >> 63 ? "-" : "";
-    if (e == 0x7FF) {
-        snprintf(out, NUM_MAX, "%s%s", frac ? "" : sign, frac ? "nan" : "inf");
-        return;
-    }
-    char digits[16];
-    snprintf(digits, sizeof digits, "%013llx", (unsigned long long)frac);
-    for (int i = 12; i >= 0 && digits[i] == '0'; i--) digits[i] = '\0';
-    int exp = e ? (int)e - 1023 : frac ? -1022 : 0;
-    snprintf(out, NUM_MAX, "%s0x%d%s%sp%+d", sign, e != 0, digits[0] ? "." : "", digits, exp);
-}
-
-static int hex_digit(int c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The inverse of put_double for finite values; any other text (another
- * spelling of the same number included) is refused. */
-static int get_double(const char *s, double *v) {
-    const char *p = s + (*s == '-');
-    if (p[0] != '0' || p[1] != 'x' || (p[2] != '0' && p[2] != '1')) return 0;
-    uint64_t mant = (uint64_t)(p[2] - '0');
-    int digits = 0;
-    p += 3;
-    if (*p == '.')
-        for (p++; hex_digit(*p) >= 0 && digits < 13; p++, digits++)
-            mant = mant << 4 | (uint64_t)hex_digit(*p);
-    mant <<= 4 * (13 - digits);
-    if (*p++ != 'p' || (*p != '+' && *p != '-')) return 0;
-    int negative_exp = *p++ == '-', exp = 0, exp_digits = 0;
-    for (; *p >= '0' && *p <= '9' && exp_digits < 5; p++, exp_digits++) exp = exp * 10 + (*p - '0');
-    if (*p || !exp_digits) return 0;
-    double x = ldexp((double)mant, (negative_exp ? -exp : exp) - 52);
-    if (*s == '-') x = -x;
-    char again[NUM_MAX];
-    put_double(x, again);
-    if (!isfinite(x) || strcmp(again, s) != 0) return 0;
-    *v = x;
-    return 1;
-}
 
 /* A count in decimal without leading zeros, from s up to the first space or
  * the end; *end receives where it stopped. */
@@ -121,8 +72,8 @@ static int get_count(const char *s, int64_t *v, const char **end) {
 static int get_hex64(const char *s, uint64_t *v) {
     uint64_t x = 0;
     for (int i = 0; i < 16; i++) {
-        if (hex_digit(s[i]) < 0) return 0;
-        x = x << 4 | (uint64_t)hex_digit(s[i]);
+        if (vikt__hex_digit(s[i]) < 0) return 0;
+        x = x << 4 | (uint64_t)vikt__hex_digit(s[i]);
     }
     *v = x;
     return s[16] == '\0';
@@ -232,12 +183,12 @@ static void add_entry(saver *s, const char *name, const char *kind, const vikt_t
 static void describe_optimizer(saver *s) {
     const vikt_optimizer *opt = s->opt;
     vikt_model *m = s->m;
-    char num[NUM_MAX], state[STATE_MAX];
+    char num[VIKT__NUM_MAX], state[STATE_MAX];
     double lr;
     add_meta(s, K_OPT, "", vikt__optim_kind_name(opt->kind));
     for (int i = 0; i < NPARAM; i++) {
         if (!vikt__optim_param_stored(opt->kind, i)) continue;
-        put_double(opt->hp[i], num);
+        vikt__put_double(opt->hp[i], num);
         add_meta(s, K_OPT_, vikt__optim_param_name(i), num);
     }
     snprintf(num, sizeof num, "%lld", (long long)opt->steps);
@@ -245,7 +196,7 @@ static void describe_optimizer(saver *s) {
     snprintf(num, sizeof num, "%lld", (long long)opt->skipped);
     add_meta(s, K_OPT_, "skipped_steps", num);
     vikt_optimizer_get(opt, VIKT_OPT_CURRENT_LR, &lr);
-    put_double(lr, num);
+    vikt__put_double(lr, num);
     add_meta(s, K_OPT_, "current_lr", num);
     for (int64_t k = 0; k < opt->nslots && k < m->nparams; k++) {
         const vikt__slot *slot = &opt->slots[k];
@@ -263,7 +214,7 @@ static void describe_optimizer(saver *s) {
 
 static void describe(saver *s) {
     vikt_model *m = s->m;
-    char num[NUM_MAX];
+    char num[VIKT__NUM_MAX];
     s->ne = s->nmeta = 0;
     s->len = 0;
     for (int64_t i = 0; i < m->nparams; i++)
@@ -410,8 +361,8 @@ static int check_keys(restore *r, const vikt__st *st) {
     const char *v = vikt__st_meta(st, K_CRC);
     if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '" K_CRC "' is missing");
     int64_t digits = 0;
-    for (stored = 0; hex_digit(v[digits]) >= 0 && digits < 8; digits++)
-        stored = stored << 4 | (uint32_t)hex_digit(v[digits]);
+    for (stored = 0; vikt__hex_digit(v[digits]) >= 0 && digits < 8; digits++)
+        stored = stored << 4 | (uint32_t)vikt__hex_digit(v[digits]);
     if (digits != 8 || v[8])
         return bad(r, VIKT_ERR_FORMAT, "metadata '" K_CRC "' is not 8 hexadecimal digits");
     if (stored != crc)
@@ -517,7 +468,7 @@ static int check_hyperparameters(restore *r, const vikt__st *st) {
         const char *key = scratch_name(r, K_OPT_, vikt__optim_param_name(i), "", "");
         const char *v = vikt__st_meta(st, key);
         if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '%s' is missing", key);
-        if (!get_double(v, &r->hp[i]))
+        if (!vikt__get_double(v, &r->hp[i]))
             return bad(r, VIKT_ERR_FORMAT, "metadata '%s' = '%.40s' is not a number as vikt "
                        "writes it", key, v);
     }
@@ -544,7 +495,7 @@ static int check_counters(restore *r, const vikt__st *st) {
     const char *v = vikt__st_meta(st, K_OPT_ "current_lr");
     double lr;
     if (!v) return bad(r, VIKT_ERR_FORMAT, "metadata '" K_OPT_ "current_lr' is missing");
-    if (!get_double(v, &lr))
+    if (!vikt__get_double(v, &lr))
         return bad(r, VIKT_ERR_FORMAT, "metadata '" K_OPT_ "current_lr' = '%.40s' is not a "
                                        "number as vikt writes it", v);
     return VIKT_OK;
@@ -667,17 +618,23 @@ static void discard(vikt__load_ext *x) {
     r->slots = NULL;
 }
 
-int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path) {
-    if (!m) return VIKT_ERR_NULL;
-    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+int vikt__checkpoint_load_from(vikt_model *m, vikt_optimizer *opt, const char *path,
+                               const void *data, size_t size) {
+    const char *where = path ? path : "<memory>";
     if (opt && opt->model != m)
-        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, path,
+        return vikt__io_fail(m, VIKT_ERR_ARG, op_load, where,
                              "the optimizer belongs to another model");
     restore r;
     memset(&r, 0, sizeof r);
     r.ext.check = check, r.ext.prepare = prepare, r.ext.commit = commit, r.ext.discard = discard;
-    r.m = m, r.opt = opt, r.path = path;
-    int rc = vikt__load_with(m, op_load, path, &r.ext);
+    r.m = m, r.opt = opt, r.path = where;
+    int rc = vikt__load_with(m, op_load, path, data, size, &r.ext);
     vikt__free(m, r.scratch, r.scratch_size);
     return rc;
+}
+
+int vikt_checkpoint_load(vikt_model *m, vikt_optimizer *opt, const char *path) {
+    if (!m) return VIKT_ERR_NULL;
+    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+    return vikt__checkpoint_load_from(m, opt, path, NULL, 0);
 }

@@ -1,4 +1,4 @@
-/* Private interface of the files layer (src/io/), in four parts that build on
+/* Private interface of the files layer (src/io/), in parts that build on
  * each other:
  *
  *   file.c          every file-system call, with a fault-injection hook, and
@@ -6,6 +6,7 @@
  *                   rename, fsync of the directory)
  *   crc32c.c        CRC32C (Castagnoli) of the tensor data
  *   json.c          a strict JSON reader that decodes strings in place
+ *   numbers.c       exact, locale-independent doubles in metadata text
  *   safetensors_read.c / safetensors_write.c
  *                   parse and validate a file into a table of tensor views,
  *                   read a view of any dtype as float32; write named float32
@@ -115,6 +116,18 @@ vikt__io_state *vikt__io_state_get(vikt_model *m); /* NULL when out of memory */
  * passing the previous result continues it over more bytes. */
 uint32_t vikt__crc32c(uint32_t crc, const void *data, size_t n);
 
+/* --------------------------------------------------------------- numbers */
+
+/* Doubles in metadata text (numbers.c), exact and independent of the
+ * locale: C99's hexadecimal form built from the bits ("0x1.999999999999ap-4",
+ * "-0x0p+0", "0x0.0000000000001p-1022" for the smallest subnormal; "inf",
+ * "-inf", "nan" for the rest). get accepts exactly what put writes for a
+ * finite value and nothing else (no decimal spelling, with '.' or ','). */
+#define VIKT__NUM_MAX 32 /* bytes of a number as put writes it, with its NUL */
+void vikt__put_double(double v, char out[VIKT__NUM_MAX]);
+int vikt__get_double(const char *s, double *v); /* 1 and *v set, or 0 */
+int vikt__hex_digit(int c);                     /* 0-15 for [0-9a-f], else -1 */
+
 /* ------------------------------------------------------------------ JSON */
 
 enum vikt__json_err {
@@ -203,6 +216,7 @@ typedef struct vikt__st {
     const uint32_t *meta;      /* metadata pair offsets, by key */
     int64_t ntensors, nmeta;
     uint64_t data_start, data_size;
+    int marks_kinds; /* the file has a "vikt.kind.<name>" pair (vikt wrote it) */
 } vikt__st;
 
 /* Read, parse and validate the header of f; every malformation is
@@ -217,6 +231,16 @@ int vikt__st_find(const vikt__st *st, const char *name, vikt__st_tensor *t);
 /* The i-th metadata pair in key order; the value of a key, or NULL. */
 void vikt__st_meta_at(const vikt__st *st, int64_t i, const char **key, const char **value);
 const char *vikt__st_meta(const vikt__st *st, const char *key);
+/* What a tensor is, as the file says: its "vikt.kind.<name>" ("buffer",
+ * "optimizer", ...); "parameter" when it has none but the file marks kinds
+ * (vikt_save labels only buffers); NULL when the file marks none (written by
+ * PyTorch or another tool): then a tensor may be either. */
+const char *vikt__st_kind(const vikt__st *st, const vikt__st_tensor *t);
+/* A tensor of the file is of another kind than a model tensor of its name:
+ * the file says "parameter" or "buffer", and not what t is. Gives the
+ * file's kind then (for messages), else NULL. */
+const char *vikt__st_kind_clash(const vikt__st *st, const vikt__st_tensor *f,
+                                const vikt_tensor *t);
 /* A byte and a pointer a caller may keep with each tensor while the file is
  * open (zero after open), e.g. what a loader decided and the destination. */
 int vikt__st_mark(const vikt__st *st, const vikt__st_tensor *t);
@@ -282,9 +306,18 @@ struct vikt__load_ext {
 
 /* Mark a tensor of another kind for loading by the extension. */
 void vikt__load_claim(vikt__st *st, const vikt__st_tensor *t);
-/* A strict load of path into m (as vikt_load), extended by x; op names the
- * public call. The report and counts are the load's, as for vikt_load. */
-int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x);
+/* A strict load of path (or, with path NULL, of the size bytes at data) into
+ * m (as vikt_load), extended by x; op names the public call. The report and
+ * counts are the load's, as for vikt_load. */
+int vikt__load_with(vikt_model *m, const char *op, const char *path, const void *data,
+                    size_t size, vikt__load_ext *x);
+
+/* vikt_checkpoint_load and vikt_lora_load on a file, or with path NULL on
+ * the size bytes at data ("<memory>" in messages), through the same code:
+ * how the fuzz target reaches their metadata parsers. */
+int vikt__checkpoint_load_from(vikt_model *m, vikt_optimizer *opt, const char *path,
+                               const void *data, size_t size);
+int64_t vikt__lora_load_from(vikt_model *m, const char *path, const void *data, size_t size);
 
 /* The CRC32C a checkpoint keeps of its own metadata (checkpoint.c) when
  * vikt__st_write writes e and meta: the XOR of crc32c(key NUL value NUL)

@@ -2,7 +2,9 @@
  * safetensors file with PEFT's tensor names ("<layer>.lora_A.weight",
  * "<layer>.lora_B.weight") and one metadata pair per adapter,
  * "vikt.lora.<layer>" = "rank=R alpha=A dropout=P", which PEFT keeps in its
- * separate adapter_config.json.
+ * separate adapter_config.json. R is decimal; A and P are C99 hexadecimal
+ * floats as numbers.c writes them ("alpha=0x1p+2 dropout=0x1.99999ap-4"),
+ * exact and the same whatever the program's LC_NUMERIC.
  *
  * The load is all or nothing as vikt_load is: the file is matched against
  * the model, every shape checked and every CRC32C verified before the first
@@ -11,13 +13,15 @@
  * before the call partly overwritten. */
 #include "io.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define KEY_PREFIX "vikt.lora."
 #define PEFT_PREFIX "base_model.model."
-#define VALUE_MAX 96 /* "rank=<int64> alpha=<%.9g> dropout=<%.9g>" and the NUL */
+#define VALUE_MAX (32 + 2 * VIKT__NUM_MAX) /* "rank=<int64> alpha=<hex> dropout=<hex>" */
 #define NAME_CLIP 64
 #define Q "'%s%s'"
 #define QARG(s) vikt__clip_prefix(s, NAME_CLIP), vikt__clip_tail(s, NAME_CLIP)
@@ -46,8 +50,11 @@ int vikt_lora_save(vikt_model *m, const char *path) {
         }
         char *key = text + (size_t)i * (key_size + VALUE_MAX), *value = key + key_size;
         snprintf(key, key_size, "%s%s", KEY_PREFIX, l->layer);
-        snprintf(value, VALUE_MAX, "rank=%lld alpha=%.9g dropout=%.9g", (long long)l->rank,
-                 (double)l->alpha, (double)l->dropout);
+        char alpha[VIKT__NUM_MAX], dropout[VIKT__NUM_MAX];
+        vikt__put_double(l->alpha, alpha);
+        vikt__put_double(l->dropout, dropout);
+        snprintf(value, VALUE_MAX, "rank=%lld alpha=%s dropout=%s", (long long)l->rank, alpha,
+                 dropout);
         meta[2 * i] = key;
         meta[2 * i + 1] = value;
     }
@@ -78,16 +85,46 @@ typedef struct reader {
 
 static const char op_load[] = "vikt_lora_load";
 
+/* "<label><value>" at *p, the value ending at a space or the end: a
+ * positive count in decimal, or (is_float) a number as numbers.c writes it,
+ * rounded to float. Advances *p past it. */
+static int get_field(const char **p, const char *label, int is_float, long long *count,
+                     float *x) {
+    size_t n = strlen(label);
+    if (strncmp(*p, label, n) != 0) return 0;
+    const char *v = *p + n, *end = strchr(v, ' ');
+    if (!end) end = v + strlen(v);
+    *p = end;
+    if (!is_float) {
+        long long c = 0;
+        if (v == end || *v == '0') return 0;
+        for (; v < end; v++) {
+            if (*v < '0' || *v > '9' || c > (LLONG_MAX - (*v - '0')) / 10) return 0;
+            c = c * 10 + (*v - '0');
+        }
+        *count = c;
+        return 1;
+    }
+    char text[VIKT__NUM_MAX];
+    double d;
+    if ((size_t)(end - v) >= sizeof text) return 0;
+    memcpy(text, v, (size_t)(end - v));
+    text[end - v] = '\0';
+    if (!vikt__get_double(text, &d)) return 0;
+    *x = (float)d;
+    return 1;
+}
+
 static int parse_config(reader *r, const char *key, const char *value, planned *p) {
     long long rank = 0;
     float alpha = 0, dropout = -1;
-    int used = -1;
-    if (sscanf(value, "rank=%lld alpha=%g dropout=%g%n", &rank, &alpha, &dropout, &used) != 3 ||
-        used < 0 || value[used] != '\0' || rank < 1 || !(alpha > 0.0f) || !isfinite(alpha) ||
-        !(dropout >= 0.0f && dropout < 1.0f))
+    const char *q = value;
+    if (!get_field(&q, "rank=", 0, &rank, NULL) || !get_field(&q, " alpha=", 1, NULL, &alpha) ||
+        !get_field(&q, " dropout=", 1, NULL, &dropout) || *q != '\0' || !(alpha > 0.0f) ||
+        !isfinite(alpha) || !(dropout >= 0.0f && dropout < 1.0f))
         return vikt__io_fail(r->m, VIKT_ERR_FORMAT, op_load, r->path,
                              "metadata " Q " is not 'rank=R alpha=A dropout=P' with R >= 1, "
-                             "A > 0, 0 <= P < 1",
+                             "A > 0, 0 <= P < 1 (A and P as hexadecimal floats, e.g. 0x1p+3)",
                              QARG(key));
     p->rank = rank;
     p->alpha = alpha;
@@ -224,20 +261,26 @@ static int64_t load_open(reader *r, vikt__st *st) {
     return rc ? rc : r->n;
 }
 
-int64_t vikt_lora_load(vikt_model *m, const char *path) {
-    if (!m) return VIKT_ERR_NULL;
-    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+int64_t vikt__lora_load_from(vikt_model *m, const char *path, const void *data, size_t size) {
     vikt__file f;
-    int rc = vikt__file_open(&f, m, op_load, path);
+    int rc = VIKT_OK;
+    if (path) rc = vikt__file_open(&f, m, op_load, path);
+    else vikt__file_memory(&f, m, op_load, data ? data : "", size);
     if (rc) return rc;
     vikt__st st;
     rc = vikt__st_open(&st, &f);
     int64_t result = rc;
     if (!rc) {
-        reader r = {m, &st, path, NULL, 0};
+        reader r = {m, &st, f.path, NULL, 0};
         result = load_open(&r, &st);
         vikt__st_close(&st);
     }
     vikt__file_close(&f);
     return result;
+}
+
+int64_t vikt_lora_load(vikt_model *m, const char *path) {
+    if (!m) return VIKT_ERR_NULL;
+    if (!path) return vikt__fail(m, VIKT_ERR_NULL, "%s: path is NULL", op_load);
+    return vikt__lora_load_from(m, path, NULL, 0);
 }

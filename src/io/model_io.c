@@ -110,7 +110,7 @@ typedef struct loader {
     int64_t *counts;  /* indexed by vikt_load_stat */
     int64_t values;   /* floats copied */
     int first_err;    /* code of the first problem a strict load fails on */
-    char first[160];  /* and its description */
+    char first[256];  /* and its description */
 } loader;
 
 static void shape_text(const vikt__st_tensor *t, char *buf) {
@@ -129,7 +129,7 @@ static void problem(loader *L, vikt_load_stat stat, int err, const char *what, c
     report_add(L->m, 0, "%-10s %s  %s", what, name, detail);
     if (!L->first_err) {
         L->first_err = err;
-        snprintf(L->first, sizeof L->first, "%s " Q, what, QARG(name));
+        snprintf(L->first, sizeof L->first, "%s " Q ", %s", what, QARG(name), detail);
     }
 }
 
@@ -157,6 +157,15 @@ static void match(loader *L, vikt_tensor *t, const char *what) {
         return;
     }
     shape_text(&f, theirs);
+    /* vikt marks its buffers; a file that does is trusted to mean it (a
+     * running statistic is not a weight to train, nor the reverse). */
+    const char *clash = vikt__st_kind_clash(L->st, &f, t);
+    if (clash) {
+        snprintf(detail, sizeof detail, "file %s %s, model %s %s", clash, theirs, what, mine);
+        problem(L, VIKT_LOAD_MISMATCHED, VIKT_ERR_SHAPE, "mismatched", t->name, detail);
+        vikt__st_set_mark(L->st, &f, MARK_MISMATCH);
+        return;
+    }
     if (!vikt__dtype_is_float(f.dtype) || !same_shape(&f, t)) {
         snprintf(detail, sizeof detail, "file %s %s, model %s %s", theirs,
                  vikt__dtype_name(f.dtype), what, mine);
@@ -377,11 +386,13 @@ int vikt_load(vikt_model *m, const char *path, vikt_load_mode mode) {
     return finish(m, rc);
 }
 
-int vikt__load_with(vikt_model *m, const char *op, const char *path, vikt__load_ext *x) {
+int vikt__load_with(vikt_model *m, const char *op, const char *path, const void *data,
+                    size_t size, vikt__load_ext *x) {
     int rc = begin(m, op, VIKT_LOAD_STRICT);
     if (rc) return rc;
     vikt__file f;
-    rc = vikt__file_open(&f, m, op, path);
+    if (path) rc = vikt__file_open(&f, m, op, path);
+    else vikt__file_memory(&f, m, op, data ? data : "", size);
     if (!rc) rc = load(m, &f, VIKT_LOAD_STRICT, x);
     vikt__file_close(&f);
     return finish(m, rc);

@@ -596,6 +596,19 @@ static int hex8(const char *s, uint32_t *v) {
     return s[8] == '\0';
 }
 
+const char *vikt__st_kind(const vikt__st *st, const vikt__st_tensor *t) {
+    if (t->kind) return t->kind;
+    return st->marks_kinds ? "parameter" : NULL;
+}
+
+const char *vikt__st_kind_clash(const vikt__st *st, const vikt__st_tensor *f,
+                                const vikt_tensor *t) {
+    const char *theirs = vikt__st_kind(st, f);
+    const char *mine = t->storage == VIKT__BUFFER ? "buffer" : "parameter";
+    if (!theirs || (strcmp(theirs, "parameter") != 0 && strcmp(theirs, "buffer") != 0)) return NULL;
+    return strcmp(theirs, mine) != 0 ? theirs : NULL;
+}
+
 /* "vikt.crc32c.<name>" and "vikt.kind.<name>" go into the tensor's record. */
 static int attach_meta(vikt__st *st) {
     static const char crc_key[] = "vikt.crc32c.", kind_key[] = "vikt.kind.";
@@ -611,6 +624,7 @@ static int attach_meta(vikt__st *st) {
         unsigned char *q = rec_fixed(st, t.rec);
         if (is_kind) {
             if (!*v) return bad(st, "metadata " Q " is empty", QARG(k));
+            st->marks_kinds = 1;
             uint32_t at = (uint32_t)(v - (const char *)st->block) + 1;
             memcpy(q + F_KIND, &at, 4);
             continue;

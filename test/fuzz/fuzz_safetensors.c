@@ -1,4 +1,6 @@
-/* libFuzzer target: the safetensors reader and vikt_load_buffer on any bytes.
+/* libFuzzer target: the safetensors reader, vikt_load_buffer, and the
+ * checkpoint and LoRA adapter readers (through their in-memory entries, the
+ * code path of vikt_checkpoint_load and vikt_lora_load) on any bytes.
  *
  *   make fuzz         builds build/fuzz/fuzz_safetensors (clang,
  *                     -fsanitize=fuzzer,address,undefined)
@@ -16,9 +18,11 @@
  * input's size; a load into an existing model allocates at most the size
  * plus 128 KiB; no "internal error" (the in-place table outgrowing its
  * text); an accepted file's tensors tile the data section, are found by
- * name, read without error unless their CRC says they are corrupt; nothing
- * leaks. */
+ * name, read without error unless their CRC says they are corrupt; a
+ * checkpoint or adapter load that fails leaves the model (values, generator)
+ * and the optimizer as they were; nothing leaks. */
 #include "../../src/io/io.h"
+#include "../../src/optim/optim.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,9 +154,90 @@ static void loader(const uint8_t *data, size_t size, fz_count *c) {
     vikt_model_destroy(m);
 }
 
+/* ------------------------------------------- checkpoints and adapters */
+
+/* What a failed load must leave as it was: the model's values and
+ * generator, and the optimizer's counters and hyperparameters. */
+static uint32_t fingerprint(vikt_model *m, vikt_optimizer *opt) {
+    uint32_t h = vikt__crc32c(0, &m->rng, sizeof m->rng);
+    for (int64_t i = 0; i < m->nparams; i++)
+        h = vikt__crc32c(h, m->params[i]->data, (size_t)m->params[i]->numel * sizeof(float));
+    for (int64_t i = 0; i < m->nbuffers; i++)
+        h = vikt__crc32c(h, m->buffers[i]->data, (size_t)m->buffers[i]->numel * sizeof(float));
+    if (opt) {
+        h = vikt__crc32c(h, opt->hp, sizeof opt->hp);
+        int64_t counts[3] = {opt->steps, opt->skipped, opt->nslots};
+        h = vikt__crc32c(h, counts, sizeof counts);
+        h = vikt__crc32c(h, &opt->slots, sizeof opt->slots);
+    }
+    return h;
+}
+
+/* The checkpoint reader (vikt.checkpoint.*, vikt.optimizer.*, vikt.rng.*)
+ * with an Adam optimizer and without one, into the model the
+ * checkpoint_adam seed was written for. */
+static int checkpoint(const uint8_t *data, size_t size, fz_count *c) {
+    vikt_allocator a = {fz_alloc, fz_free, c};
+    vikt_model *m;
+    int rc = VIKT_ERR_NOMEM;
+    if (vikt_model_create(&a, 1, &m) != VIKT_OK) return rc;
+    vikt_optimizer *opt = NULL;
+    if (!vikt_param(m, "t", 1, (int64_t[]){2}, VIKT_INIT_ZEROS) ||
+        !vikt_param(m, "w", 2, (int64_t[]){2, 3}, VIKT_INIT_ZEROS) ||
+        !vikt_buffer(m, "bn.running_mean", 1, (int64_t[]){1}, 0.0f) ||
+        vikt_adam_create(m, 1e-3f, &opt) != VIKT_OK) {
+        vikt_model_destroy(m);
+        return rc;
+    }
+    for (int with_opt = 0; with_opt < 2; with_opt++) {
+        vikt_optimizer *o = with_opt ? opt : NULL;
+        uint32_t before = fingerprint(m, opt);
+        rc = vikt__checkpoint_load_from(m, o, NULL, data, size);
+        must(rc == VIKT_OK || rc == VIKT_ERR_FORMAT || rc == VIKT_ERR_NOMEM || rc == VIKT_ERR_SHAPE ||
+                 rc == VIKT_ERR_NOT_FOUND || rc == VIKT_ERR_ARG,
+             "a documented checkpoint status", m);
+        must(rc == VIKT_OK || vikt_model_errmsg(m)[0], "a message with every error", m);
+        must(rc == VIKT_OK || fingerprint(m, opt) == before, "a failed checkpoint load changes nothing", m);
+        vikt_model_clear_error(m);
+    }
+    must(vikt_param_count(m) == 2 && vikt_buffer_count(m) == 1, "the model is never extended", m);
+    vikt_optimizer_destroy(opt);
+    vikt_model_destroy(m);
+    return rc; /* of the load with the optimizer */
+}
+
+/* The adapter reader (vikt.lora.*) onto a model with the dense layer "fc"
+ * the lora seeds were written for, and "fc2" that has LoRA of rank 1. */
+static int64_t adapters(const uint8_t *data, size_t size, fz_count *c) {
+    vikt_allocator a = {fz_alloc, fz_free, c};
+    vikt_model *m;
+    if (vikt_model_create(&a, 1, &m) != VIKT_OK) return VIKT_ERR_NOMEM;
+    vikt_step_begin(m);
+    vikt_tensor *x = vikt_input(m, 2, (int64_t[]){1, 3}, (const float[]){1, 2, 3});
+    if (!vikt_dense(m, "fc2", vikt_dense(m, "fc", x, 2), 2) ||
+        vikt_lora_attach(m, "fc2", 1, 1.0f, 0.0f) != 1) {
+        vikt_model_destroy(m);
+        return VIKT_ERR_NOMEM;
+    }
+    int64_t nparams = vikt_param_count(m);
+    uint32_t before = fingerprint(m, NULL);
+    int64_t rc = vikt__lora_load_from(m, NULL, data, size);
+    must(rc >= 1 || rc == VIKT_ERR_FORMAT || rc == VIKT_ERR_NOMEM || rc == VIKT_ERR_SHAPE ||
+             rc == VIKT_ERR_NOT_FOUND,
+         "a documented adapter status", m);
+    must(rc >= 1 || vikt_model_errmsg(m)[0], "a message with every error", m);
+    must(rc >= 1 || (vikt_param_count(m) == nparams && fingerprint(m, NULL) == before),
+         "a failed adapter load changes nothing", m);
+    must(rc < 1 || rc <= 2, "at most the two layers", m);
+    vikt_model_destroy(m);
+    return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_count c = {0, 0};
     loader(data, size, &c);
+    checkpoint(data, size, &c);
+    adapters(data, size, &c);
     must(c.live == 0, "no leak", NULL);
     return 0;
 }
