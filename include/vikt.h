@@ -2317,9 +2317,8 @@ VIKT_API int64_t vikt_load_report_count(const vikt_model *m, vikt_load_stat stat
  *   sign, digits with an optional decimal point (at least one digit), an
  *   optional exponent (`e` or `E`, optional sign, digits), optional spaces or
  *   tabs. Nothing else: no hexadecimal, `inf`, `nan`, thousands separators or
- *   quotes, and no value whose magnitude overflows float32. Conversion uses
- *   strtod() and so assumes the C locale's decimal point (the default of
- *   every C program that does not call setlocale()).
+ *   quotes, and no value whose magnitude overflows float32. The decimal
+ *   point is '.' whatever the program's LC_NUMERIC locale.
  * - Every line has the same number of fields (at least 2) as the first data
  *   line. The label column holds whole numbers from 0 to 2147483646, below
  *   @c classes when that is given; the other columns are the features, in

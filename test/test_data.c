@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "support.h"
 
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,27 @@ static void csv_good_file(void **state) {
     vikt_dataset_destroy(ds);
     unlink(p);
     assert_int_equal(vikt_model_errcode(m), VIKT_OK);
+    vikt_model_destroy(m);
+}
+
+/* A program running under a comma-decimal LC_NUMERIC locale still reads
+ * the file's '.' (strtod alone would read "0.5" as 0 there). */
+static void csv_ignores_the_locale(void **state) {
+    (void)state;
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8") && !setlocale(LC_NUMERIC, "fr_FR.UTF-8"))
+        skip(); /* no comma-decimal locale installed */
+    vikt_model *m = vt_model(3);
+    vikt_dataset *ds;
+    float x[2];
+    int32_t y[1];
+    const char *p = write_text("locale.csv", "0.5,-1.25e1,1\n");
+    int rc = vikt_dataset_load_csv(m, p, 0, -1, ',', 0, &ds);
+    setlocale(LC_NUMERIC, "C");
+    assert_int_equal(rc, VIKT_OK);
+    assert_int_equal(vikt_dataset_copy_batch(ds, 0, 1, x, y, NULL), VIKT_OK);
+    assert_true(x[0] == 0.5f && x[1] == -12.5f && y[0] == 1);
+    vikt_dataset_destroy(ds);
+    unlink(p);
     vikt_model_destroy(m);
 }
 
@@ -609,6 +631,7 @@ static void loaders_survive_out_of_memory(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(csv_good_file),
+        cmocka_unit_test(csv_ignores_the_locale),
         cmocka_unit_test(csv_malformed_files),
         cmocka_unit_test(csv_bad_arguments),
         cmocka_unit_test(csv_wide_first_line_fails_cheaply),

@@ -5,6 +5,7 @@
 #include "../vikt_internal.h"
 
 #include <float.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,28 @@ static int decimal_syntax(const char *p, const char *e) {
     return p == e;
 }
 
+/* The value of a field that passed decimal_syntax. strtod() reads the
+ * decimal point of the program's LC_NUMERIC locale (',' in de_DE), and a
+ * file's is always '.': spell it the locale's way first, or "1.5" would
+ * read as 1 under such a locale. */
+static double decimal_value(const char *text) {
+    const char *point = localeconv()->decimal_point;
+    size_t point_len = strlen(point);
+    if (strcmp(point, ".") == 0 || point_len == 0 || point_len > 8) return strtod(text, NULL);
+    char spelled[FIELD_MAX + 9]; /* at most one '.' becomes point_len bytes */
+    size_t k = 0;
+    for (const char *c = text; *c; c++) {
+        if (*c == '.') {
+            memcpy(spelled + k, point, point_len);
+            k += point_len;
+        } else {
+            spelled[k++] = *c;
+        }
+    }
+    spelled[k] = '\0';
+    return strtod(spelled, NULL);
+}
+
 /* Convert the field [begin, end) to a finite float; errors name the field. */
 static int parse_field(const csv_reader *r, const csv_line *line, const char *begin,
                        const char *end, double *value) {
@@ -144,7 +167,7 @@ static int parse_field(const csv_reader *r, const csv_line *line, const char *be
     memcpy(text, p, n);
     text[n] = '\0';
     if (!decimal_syntax(p, e)) return csv_error(r, line, begin, "not a number: \"%s\"", text);
-    double v = strtod(text, NULL);
+    double v = decimal_value(text);
     if (!(v <= FLT_MAX && v >= -FLT_MAX))
         return csv_error(r, line, begin, "%s is out of float32's range", text);
     *value = v;
