@@ -1421,7 +1421,9 @@ typedef enum vikt_optim_kind {
     VIKT_OPTIM_RMSPROP = 2,
     /** m ← β₁·m + (1−β₁)·g; v ← β₂·v + (1−β₂)·g²; amsgrad: v̂ ← max(v̂, v);
      *  p ← p − lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε). Defaults: lr 0.001,
-     *  β 0.9/0.999, ε 1e-8. */
+     *  β 0.9/0.999, ε 1e-8. Unlike PyTorch, m and v are stored as a signed
+     *  zero once they decay below FLT_MIN (subnormal arithmetic is about 100×
+     *  slower on x86); the change to p would be below 1e-30. */
     VIKT_OPTIM_ADAM = 3,
     /** Adam with decoupled weight decay: p ← p·(1 − lr·weight_decay) before the
      *  Adam update, g not coupled. Defaults as Adam, weight decay 0.01. */

@@ -482,6 +482,44 @@ static void optimizer_updates(void **state) {
                 }
 }
 
+/* A moment that decays into the subnormal range is stored as a zero of its
+ * sign (subnormal arithmetic is ~100x slower on x86); normal values, NaN and
+ * the parameter's update are untouched, the same on every table. */
+static void adam_flushes_subnormal_moments(void **state) {
+    (void)state;
+    const vikt__vec *tabs[5];
+    int nt = tables_under_test(tabs);
+    tabs[nt++] = &vikt__vec_scalar;
+    enum { N = 37 };
+    for (int t = 0; t < nt; t++) {
+        float p[N], g[N], m1[N], m2[N];
+        for (int i = 0; i < N; i++) {
+            float sign = (i & 1) ? -1.0f : 1.0f;
+            p[i] = 0.5f + (float)i, g[i] = 0.0f;
+            m1[i] = sign * FLT_MIN * (i % 3 == 0 ? 1.05f : 4.0f); /* ·0.9: subnormal or not */
+            m2[i] = FLT_MIN * (i % 4 == 0 ? 1.0005f : 2.0f);     /* ·0.999 likewise */
+        }
+        m1[N - 1] = NAN;
+        vikt__optim_args a;
+        memset(&a, 0, sizeof a);
+        a.step = -1e-3f, a.eps = 1e-8f, a.beta1 = 0.9f, a.one_minus_b1 = 0.1f;
+        a.beta2 = 0.999f, a.one_minus_b2 = 0.001f, a.bc2_sqrt = 1.0f;
+        tabs[t]->adam(N, p, g, m1, m2, NULL, &a);
+        for (int i = 0; i < N - 1; i++) {
+            if (i % 3 == 0) {
+                assert_true(m1[i] == 0.0f);
+                assert_int_equal(!!signbit(m1[i]), i & 1);
+            } else {
+                assert_true(fabsf(m1[i]) >= FLT_MIN);
+            }
+            if (i % 4 == 0) assert_true(m2[i] == 0.0f && !signbit(m2[i]));
+            else assert_true(m2[i] >= FLT_MIN);
+            assert_true(p[i] == 0.5f + (float)i); /* updates below 1e-30 round away */
+        }
+        assert_true(isnan(m1[N - 1]) && isnan(p[N - 1]));
+    }
+}
+
 /* ------------------------------------------------------------ selection */
 
 static void table_follows_gemm_kernel(void **state) {
@@ -497,7 +535,8 @@ int main(void) {
         cmocka_unit_test(binary_and_accumulate),  cmocka_unit_test(unary_and_gradients),
         cmocka_unit_test(exp_ulp_sweep),          cmocka_unit_test(gelu_sweep),
         cmocka_unit_test(softmax_rows_and_sums),
-        cmocka_unit_test(optimizer_updates),      cmocka_unit_test(table_follows_gemm_kernel),
+        cmocka_unit_test(optimizer_updates),      cmocka_unit_test(adam_flushes_subnormal_moments),
+             cmocka_unit_test(table_follows_gemm_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
  * which is [N, T, G·H] in memory. Optional inputs (no h at t = 0 when h0 is
  * NULL, no c when c0 is NULL) are simply absent: zeros need no product. */
 #include "../vikt_internal.h"
+#include "../kernels/vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -115,17 +116,22 @@ static int lstm_cell_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__arg
     int64_t N = out->shape[0], H = out->shape[1];
     float *act = saved_room(m, "vikt_lstm", N * 3 * H);
     if (!act) return m->errcode;
+    const vikt__vec *v = vikt__vec_get();
     for (int64_t r = 0; r < N; r++) {
         const float *x = xp_row(s.xp, args, r), *h = row_of(s.hp, r, 4 * H);
         const float *cp = row_of(s.prev, r, H);
         float *a = act + r * 3 * H, *c = out->data + r * H;
-        for (int64_t j = 0; j < H; j++) {
-            float pi = x[j], pf = x[H + j], pg = x[2 * H + j];
-            if (h) pi += h[j], pf += h[H + j], pg += h[2 * H + j];
-            float i = vikt__sigmoid(pi), f = vikt__sigmoid(pf), g = vikt__tanh(pg);
-            a[j] = i, a[H + j] = f, a[2 * H + j] = g;
-            c[j] = cp ? f * cp[j] + i * g : i * g;
-        }
+        /* i, f, g are the first 3H values of the row: whole-row vector
+         * passes instead of a scalar sigmoid/tanh call per value. */
+        const float *pre = x;
+        if (h) v->binary(VIKT__VEC_ADD, 3 * H, x, 1, h, 1, a), pre = a;
+        v->unary(VIKT__VEC_SIGMOID, 2 * H, pre, 0.0f, a);
+        v->unary(VIKT__VEC_TANH, H, pre + 2 * H, 0.0f, a + 2 * H);
+        const float *i = a, *f = a + H, *g = a + 2 * H;
+        if (cp)
+            for (int64_t j = 0; j < H; j++) c[j] = f[j] * cp[j] + i[j] * g[j];
+        else
+            for (int64_t j = 0; j < H; j++) c[j] = i[j] * g[j];
     }
     args->saved = act;
     return VIKT_OK;
@@ -171,15 +177,16 @@ static int lstm_hidden_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__a
     int64_t N = out->shape[0], H = out->shape[1];
     float *act = saved_room(m, "vikt_lstm", N * 2 * H);
     if (!act) return m->errcode;
+    const vikt__vec *v = vikt__vec_get();
     for (int64_t r = 0; r < N; r++) {
         const float *x = xp_row(s.xp, args, r) + 3 * H, *h = row_of(s.hp, r, 4 * H);
         const float *c = s.prev->data + r * H;
         float *a = act + r * 2 * H, *y = out->data + r * H;
-        for (int64_t j = 0; j < H; j++) {
-            float o = vikt__sigmoid(h ? x[j] + h[3 * H + j] : x[j]), tc = vikt__tanh(c[j]);
-            a[j] = o, a[H + j] = tc;
-            y[j] = o * tc;
-        }
+        const float *pre = x;
+        if (h) v->binary(VIKT__VEC_ADD, H, x, 1, h + 3 * H, 1, a), pre = a;
+        v->unary(VIKT__VEC_SIGMOID, H, pre, 0.0f, a);
+        v->unary(VIKT__VEC_TANH, H, c, 0.0f, a + H);
+        v->binary(VIKT__VEC_MUL, H, a, 1, a + H, 1, y);
     }
     args->saved = act;
     return VIKT_OK;
