@@ -499,7 +499,7 @@ static void files_ignore_the_locale(void **state) {
         print_message("no comma-decimal locale installed; metadata_numbers covers the parser\n");
         skip();
     }
-    char *dir = tmpdir(), *path = join(dir, "a.safetensors"), *ckpt = join(dir, "a.ckpt");
+    char *dir = vt_tmpdir("ckpt"), *path = vt_join(dir, "a.safetensors"), *ckpt = vt_join(dir, "a.ckpt");
     for (int write_in_comma = 0; write_in_comma < 2; write_in_comma++) {
         setlocale(LC_NUMERIC, write_in_comma ? loc : "C");
         vikt_model *m = lora_model(1.5f, 0.1f);
@@ -524,7 +524,7 @@ static void files_ignore_the_locale(void **state) {
         vikt_model_destroy(m), vikt_model_destroy(n), vikt_model_destroy(k);
     }
     free(path), free(ckpt);
-    remove_dir(dir);
+    vt_rmdir(dir);
 }
 
 /* -------------------------------------------------------------- refusals */

@@ -373,9 +373,7 @@ static void load_faults(void **state) {
         print_message("load: %s at each of %lld file operations\n", fault_name(kinds[k]), (long long)total);
     }
     vikt_model_destroy(src);
-    unlink(path);
-    rmdir(dir);
-    free(dir);
+    vt_rmdir(dir);
 }
 
 /* A memory source is read like a file and never past its end. */
@@ -440,7 +438,7 @@ static unsigned char *kinds_image(const char *meta, size_t *len) {
  * none (PyTorch's) matches by name. Checkpoints and FedAvg files agree. */
 static void kinds_are_matched(void **state) {
     (void)state;
-    char *dir = tmpdir(), path[128], report[1024];
+    char *dir = vt_tmpdir("io"), path[128], report[1024];
     snprintf(path, sizeof path, "%s/k.safetensors", dir);
     vikt_model *src = kinds_model(2, 10); /* "b" is a buffer */
     assert_int_equal(vikt_save(src, path), VIKT_OK);
@@ -498,9 +496,7 @@ static void kinds_are_matched(void **state) {
 
     vikt_model_destroy(fresh), vikt_model_destroy(swapped), vikt_model_destroy(same);
     vikt_model_destroy(src);
-    unlink(path);
-    rmdir(dir);
-    free(dir);
+    vt_rmdir(dir);
 }
 
 /* ------------------------------------------------------- dtype conversion */
