@@ -6,39 +6,33 @@
  *
  *   make examples && build/examples/transfer_digits [--help]
  */
-#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vikt.h>
 
-enum { PIXELS = 64, CLASSES = 10, HALF = 5, CHANNELS = 32, FEATURES = CHANNELS * 4 * 4 };
+#define EXAMPLE_NAME "transfer_digits"
+#define EXAMPLE_DIGITS
+#include "example_util.h"
+
+enum { PIXELS = EX_PIXELS, CLASSES = EX_CLASSES, HALF = 5, CHANNELS = 32,
+       FEATURES = CHANNELS * 4 * 4 };
 
 typedef struct options {
     const char *csv, *base_file;
-    uint64_t first_seed;
-    int seeds;           /* runs, with seeds first_seed, first_seed + 1, ... */
-    int shots;           /* labelled samples per class of 5–9 to fine-tune on */
-    int base_epochs, fine_steps;
+    long first_seed;
+    long seeds;          /* runs, with seeds first_seed, first_seed + 1, ... */
+    long shots;          /* labelled samples per class of 5–9 to fine-tune on */
+    long base_epochs, fine_steps;
     const char *freeze; /* the prefix frozen after loading */
 } options;
 
-/* All 1797 samples on the host: the loader's dataset copied out once so
- * subsets by class can be made with vikt_dataset_create() (which borrows
- * caller arrays). */
-typedef struct digits {
-    int64_t n;
-    float *x;   /* n × PIXELS, scaled to [0, 1] */
-    int32_t *y; /* n labels 0..9 */
-} digits;
-
-/* A subset: its own arrays, labels shifted to 0..4. */
-typedef struct subset {
-    int64_t n;
-    float *x;
-    int32_t *y;
-} subset;
+/* All 1797 samples are held on the host (an ex_digits) so that subsets by
+ * class can be made with vikt_dataset_create() (which borrows caller
+ * arrays). A subset is an ex_digits of its own with labels shifted to 0..4. */
+typedef ex_digits digits, subset;
 
 /* ------------------------------------------------------------- the model */
 
@@ -68,39 +62,20 @@ static uint64_t next_random(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
+/* Every sample of the CSV at `path`, in the file's order (a fresh load's
+ * order), pixels scaled to [0, 1]. */
 static int load_digits(const char *path, digits *d) {
     vikt_model *m;
     vikt_dataset *ds = NULL;
-    int status = 1;
     memset(d, 0, sizeof *d);
-    if (vikt_model_create(NULL, 0, &m)) return 1;
-    if (vikt_dataset_load_csv(m, path, 0, -1, ',', CLASSES, &ds) ||
-        vikt_dataset_scale(ds, 1.0f / 16.0f, 0.0f)) {
-        fprintf(stderr, "transfer_digits: %s\n", vikt_model_errmsg(m));
-        goto done;
-    }
-    d->n = vikt_dataset_size(ds);
-    d->x = malloc((size_t)d->n * PIXELS * sizeof *d->x);
-    d->y = malloc((size_t)d->n * sizeof *d->y);
-    if (!d->x || !d->y) {
-        fprintf(stderr, "transfer_digits: out of memory\n");
-        goto done;
-    }
-    /* A fresh load's order is the file's order. */
-    if (vikt_dataset_copy_batch(ds, 0, d->n, d->x, d->y, NULL)) {
-        fprintf(stderr, "transfer_digits: %s\n", vikt_model_errmsg(m));
-        goto done;
-    }
-    status = 0;
-done:
+    if (ex_model_create(0, &m)) return 1;
+    int status =
+        ex_failed(m, "loading", vikt_dataset_load_csv(m, path, 0, -1, ',', CLASSES, &ds)) ||
+        ex_failed(m, "scaling", vikt_dataset_scale(ds, 1.0f / 16.0f, 0.0f)) ||
+        ex_copy_digits(m, ds, d);
     vikt_dataset_destroy(ds);
     vikt_model_destroy(m);
     return status;
-}
-
-static void digits_free(digits *d) {
-    free(d->x);
-    free(d->y);
 }
 
 static int subset_alloc(subset *s, int64_t n) {
@@ -115,10 +90,6 @@ static void subset_add(subset *s, const digits *d, int64_t i, int32_t label) {
     s->y[s->n++] = label;
 }
 
-static void subset_free(subset *s) {
-    free(s->x);
-    free(s->y);
-}
 
 /* The data of one run: every digit 0–4 (the base task, labels 0..4), and
  * the digits 5–9 (labels 5..9 become 0..4) split into `shots` per class to
@@ -162,9 +133,9 @@ static int make_split(const digits *d, int shots, uint64_t seed, split *s) {
 }
 
 static void split_free(split *s) {
-    subset_free(&s->base);
-    subset_free(&s->few);
-    subset_free(&s->test);
+    ex_free_digits(&s->base);
+    ex_free_digits(&s->few);
+    ex_free_digits(&s->test);
 }
 
 static int dataset_of(vikt_model *m, const subset *s, vikt_dataset **out) {
@@ -173,11 +144,6 @@ static int dataset_of(vikt_model *m, const subset *s, vikt_dataset **out) {
 }
 
 /* ------------------------------------------------------------ training */
-
-static int fail(vikt_model *m, const char *what) {
-    fprintf(stderr, "transfer_digits: %s: %s\n", what, vikt_model_errmsg(m));
-    return 1;
-}
 
 /* Train model m (head `head`) on `train` with Adam at `lr` for `epochs`
  * epochs of `batch`, then measure accuracy on `test`. */
@@ -195,7 +161,7 @@ static int train_and_test(vikt_model *m, const char *head, const subset *train,
         vikt_trainer_set(t, VIKT_FIT_BATCH_SIZE, (double)batch) ||
         vikt_trainer_set(t, VIKT_FIT_PROGRESS, VIKT_PROGRESS_OFF) ||
         vikt_trainer_fit(t, tr, NULL) || vikt_trainer_evaluate(t, te, NULL, accuracy)) {
-        fail(m, head);
+        ex_failed(m, head, -1);
         goto done;
     }
     status = 0;
@@ -222,7 +188,7 @@ static int build(vikt_model *m, const char *head) {
     vikt_step_begin(m);
     vikt_tensor *out = net(m, vikt_input(m, 4, (const int64_t[]){1, 1, 8, 8}, zeros), (void *)head);
     vikt_set_grad_enabled(m, 1);
-    return out ? 0 : fail(m, "building the model");
+    return out ? 0 : ex_failed(m, "building the model", -1);
 }
 
 typedef struct result {
@@ -234,7 +200,7 @@ typedef struct result {
 static int train_base(const options *o, uint64_t seed, const split *s, int verbose,
                       double *base_acc) {
     vikt_model *m;
-    if (vikt_model_create(NULL, seed, &m)) return 1;
+    if (ex_model_create(seed, &m)) return 1;
     /* Hold out a fifth of 0–4 to say how good the base is. */
     subset fit = s->base, held = s->base;
     fit.n = s->base.n * 4 / 5;
@@ -242,11 +208,11 @@ static int train_base(const options *o, uint64_t seed, const split *s, int verbo
     held.x = s->base.x + fit.n * PIXELS;
     held.y = s->base.y + fit.n;
     int status = train_and_test(m, HEAD_0TO4, &fit, &held, 2e-3f, o->base_epochs, 32, base_acc);
-    if (!status && vikt_save(m, o->base_file)) status = fail(m, "saving the base");
+    if (!status) status = ex_failed(m, "saving the base", vikt_save(m, o->base_file));
     if (!status && verbose) {
         char table[1024];
-        if (vikt_model_summary(m, table, sizeof table) < 0) status = fail(m, "summary");
-        else printf("base network, trained on %lld digits 0-4 (%d epochs):\n%s\n",
+        if (ex_failed(m, "summary", vikt_model_summary(m, table, sizeof table))) status = 1;
+        else printf("base network, trained on %lld digits 0-4 (%ld epochs):\n%s\n",
                     (long long)fit.n, o->base_epochs, table);
     }
     vikt_model_destroy(m);
@@ -257,13 +223,13 @@ static int train_base(const options *o, uint64_t seed, const split *s, int verbo
  * left as initialized, the base frozen, the head fine-tuned. */
 static int transfer(const options *o, uint64_t seed, const split *s, int verbose, result *r) {
     vikt_model *m;
-    if (vikt_model_create(NULL, seed + 1000, &m)) return 1;
+    if (ex_model_create(seed + 1000, &m)) return 1;
     int status = build(m, HEAD_5TO9);
-    if (!status && vikt_load(m, o->base_file, VIKT_LOAD_PARTIAL)) status = fail(m, "loading");
+    if (!status) status = ex_failed(m, "loading", vikt_load(m, o->base_file, VIKT_LOAD_PARTIAL));
     if (!status && verbose) {
         char report[2048];
-        if (vikt_load_report(m, report, sizeof report) < 0) {
-            status = fail(m, "load report");
+        if (ex_failed(m, "load report", vikt_load_report(m, report, sizeof report))) {
+            status = 1;
         } else {
             printf("partial load into the 5-9 network:\n%s", report);
             printf("  loaded %lld, missing %lld, unexpected %lld, mismatched %lld\n\n",
@@ -278,7 +244,7 @@ static int transfer(const options *o, uint64_t seed, const split *s, int verbose
         fprintf(stderr, "transfer_digits: expected the 4 base tensors to load\n");
         status = 1;
     }
-    if (!status && vikt_param_freeze(m, o->freeze, 1) < 0) status = fail(m, "freezing");
+    if (!status) status = ex_failed(m, "freezing", vikt_param_freeze(m, o->freeze, 1));
     r->trainable = vikt_model_num_trainable(m);
     r->total = vikt_model_num_params(m);
     if (!status)
@@ -292,7 +258,7 @@ static int transfer(const options *o, uint64_t seed, const split *s, int verbose
  * samples for the same steps. */
 static int scratch(const options *o, uint64_t seed, const split *s, result *r) {
     vikt_model *m;
-    if (vikt_model_create(NULL, seed + 1000, &m)) return 1;
+    if (ex_model_create(seed + 1000, &m)) return 1;
     int status = build(m, HEAD_5TO9) ||
                  train_and_test(m, HEAD_5TO9, &s->few, &s->test, 1e-2f, o->fine_steps, s->few.n,
                                 &r->scratch);
@@ -304,7 +270,7 @@ static int run_seed(const options *o, const digits *d, uint64_t seed, int verbos
     split s;
     if (make_split(d, o->shots, seed, &s)) return 1;
     if (verbose)
-        printf("digits 0-4: %lld samples; digits 5-9: %lld to fine-tune on (%d per class), "
+        printf("digits 0-4: %lld samples; digits 5-9: %lld to fine-tune on (%ld per class), "
                "%lld to test on\n\n",
                (long long)s.base.n, (long long)s.few.n, o->shots, (long long)s.test.n);
     int status = train_base(o, seed, &s, verbose, &r->base) || transfer(o, seed, &s, verbose, r) ||
@@ -330,63 +296,53 @@ static void usage(FILE *f) {
             "  --help            this text\n");
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
+/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
+ * value, 1 for an unknown flag. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    const char **text = !strcmp(a, "--data") ? &o->csv
+                        : !strcmp(a, "--base") ? &o->base_file
+                        : !strcmp(a, "--freeze") ? &o->freeze
+                                                 : NULL;
+    if (text) {
+        if (!v) fprintf(stderr, EXAMPLE_NAME ": %s needs a value\n", a);
+        *text = v;
+        return v ? 0 : -1;
+    }
+    if (!strcmp(a, "--seed")) return ex_parse_long(a, v, 0, LONG_MAX / 2, &o->first_seed);
+    if (!strcmp(a, "--seeds")) return ex_parse_long(a, v, 1, 1000, &o->seeds);
+    if (!strcmp(a, "--shots")) return ex_parse_long(a, v, 1, 100, &o->shots);
+    if (!strcmp(a, "--steps")) return ex_parse_long(a, v, 1, 100000, &o->fine_steps);
+    if (!strcmp(a, "--base-epochs")) return ex_parse_long(a, v, 1, 10000, &o->base_epochs);
+    return 1; /* not an option of this example */
 }
 
-/* Returns 0 to run, 1 for an error, 2 after --help. */
-static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){"data/digits.csv", "build/transfer_digits_base.safetensors", 1, 10, 3, 30, 100, "base"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n = 0;
-        int ok;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 2;
-        }
-        if (!v) ok = 0;
-        else if (!strcmp(a, "--data")) ok = (o->csv = v) != NULL;
-        else if (!strcmp(a, "--base")) ok = (o->base_file = v) != NULL;
-        else if (!strcmp(a, "--freeze")) ok = (o->freeze = v) != NULL;
-        else if (!strcmp(a, "--seed")) ok = parse_int(v, 0, INT64_MAX / 2, &n) && (o->first_seed = (uint64_t)n, 1);
-        else if (!strcmp(a, "--seeds")) ok = parse_int(v, 1, 1000, &n) && (o->seeds = (int)n, 1);
-        else if (!strcmp(a, "--shots")) ok = parse_int(v, 1, 100, &n) && (o->shots = (int)n, 1);
-        else if (!strcmp(a, "--steps")) ok = parse_int(v, 1, 100000, &n) && (o->fine_steps = (int)n, 1);
-        else if (!strcmp(a, "--base-epochs")) ok = parse_int(v, 1, 10000, &n) && (o->base_epochs = (int)n, 1);
-        else ok = 0;
-        if (!ok) {
-            fprintf(stderr, "transfer_digits: bad option '%s'%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return 1;
-        }
-        i++;
-    }
-    return 0;
+/* Returns 0 to run, 1 after --help, -1 on a bad option. */
+static int parse_options(int argc, char **argv, options *o) {
+    *o = (options){.csv = "data/digits.csv",
+                   .base_file = "build/transfer_digits_base.safetensors",
+                   .first_seed = 1, .seeds = 10, .shots = 3, .base_epochs = 30,
+                   .fine_steps = 100, .freeze = "base"};
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 int main(int argc, char **argv) {
     options o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed) return parsed == 2 ? 0 : 2;
+    int parsed = parse_options(argc, argv, &o);
+    if (parsed) return parsed > 0 ? 0 : 2;
     digits d;
     if (load_digits(o.csv, &d)) {
-        digits_free(&d);
+        ex_free_digits(&d);
         return 1;
     }
-    printf("vikt %s transfer learning: digits 0-4 -> 5-9, %d labelled samples per class, "
-           "%d full-batch steps (Adam lr 0.01) for both\n\n",
+    printf("vikt %s transfer learning: digits 0-4 -> 5-9, %ld labelled samples per class, "
+           "%ld full-batch steps (Adam lr 0.01) for both\n\n",
            vikt_version(), o.shots, o.fine_steps);
     int wins = 0, status = 0;
     double sum_t = 0, sum_s = 0;
     result r = {0};
     for (int k = 0; k < o.seeds && !status; k++) {
-        uint64_t seed = o.first_seed + (uint64_t)k;
+        uint64_t seed = (uint64_t)o.first_seed + (uint64_t)k;
         status = run_seed(&o, &d, seed, k == 0, &r);
         if (status) break;
         if (k == 0)
@@ -399,7 +355,7 @@ int main(int argc, char **argv) {
         sum_s += r.scratch;
     }
     if (!status) {
-        printf("\nmean test accuracy on 5-9: transfer %.4f, scratch %.4f; transfer wins %d of %d "
+        printf("\nmean test accuracy on 5-9: transfer %.4f, scratch %.4f; transfer wins %d of %ld "
                "seeds\n",
                sum_t / o.seeds, sum_s / o.seeds, wins, o.seeds);
         printf("trainable parameters: transfer %lld of %lld (the head), scratch %lld of %lld\n",
@@ -409,6 +365,6 @@ int main(int argc, char **argv) {
          * ones are drawn moves either accuracy by several points. */
         status = sum_t > sum_s ? 0 : 1;
     }
-    digits_free(&d);
+    ex_free_digits(&d);
     return status;
 }
