@@ -132,8 +132,8 @@ static int parse_channels(const char *flag, const char *v, options *o) {
                : 0;
 }
 
-/* One --flag value pair, for ex_parse_options: 0 when taken, -1 on a bad
- * value, 1 for an unknown flag. */
+/* For ex_parse_options: --data as given, the rest range-checked (--channels
+ * as A,B); 1 for a flag this example does not have. */
 static int option(void *ud, const char *a, const char *v) {
     options *o = ud;
     if (!strcmp(a, "--data")) {
@@ -292,6 +292,5 @@ done:
 int main(int argc, char **argv) {
     options o;
     int parsed = parse_options(argc, argv, &o);
-    if (parsed) return parsed > 0 ? 0 : 2;
-    return run(&o);
+    return parsed ? (parsed > 0 ? 0 : 2) : run(&o); /* 0 after --help, 2 on a bad option */
 }
