@@ -8,7 +8,7 @@
  *                         build/data/fashion-mnist and runs this on 2 threads)
  *   build/examples/fashion_mnist --help
  */
-#include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +16,14 @@
 #include <time.h>
 #include <vikt.h>
 
+#define EXAMPLE_NAME "fashion_mnist"
+#include "example_util.h"
+
 enum { CLASSES = 10, BATCH = 64, VAL_COUNT = 5000 };
 
 typedef struct options {
-    int epochs, threads, flip;
-    uint64_t seed;
-    int64_t conv1, conv2;
+    long epochs, threads, seed, conv1, conv2;
+    int flip;
     float lr, dropout;
     const char *data;
 } options;
@@ -99,74 +101,72 @@ static void usage(FILE *f) {
             "  --help          this text\n");
 }
 
-/* Parse a whole decimal number in [lo, hi]. */
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+/* A number in lo..hi, the value of option `flag`; -1 with a message when it
+ * is missing, not a number or out of range. */
+static int parse_float(const char *flag, const char *s, float lo, float hi, float *out) {
     char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-static int parse_float(const char *s, float lo, float hi, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
-}
-
-/* Returns 0 to run, 1 for an error, 2 after --help. */
-static int parse_args(int argc, char **argv, options *o) {
-    *o = (options){12, 2, 1, 1, 32, 64, 2e-3f, 0.3f, "build/data/fashion-mnist"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n, n2;
-        int ok = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 2;
-        } else if (!strcmp(a, "--no-flip")) {
-            o->flip = 0;
-            continue;
-        } else if (!v) {
-            ok = 0;
-        } else if (!strcmp(a, "--data")) {
-            o->data = v;
-        } else if (!strcmp(a, "--epochs")) {
-            ok = parse_int(v, 1, 1000, &n) && (o->epochs = (int)n, 1);
-        } else if (!strcmp(a, "--threads")) {
-            ok = parse_int(v, 1, 256, &n) && (o->threads = (int)n, 1);
-        } else if (!strcmp(a, "--seed")) {
-            ok = parse_int(v, 0, INT64_MAX, &n) && (o->seed = (uint64_t)n, 1);
-        } else if (!strcmp(a, "--channels")) {
-            char first[32];
-            const char *comma = strchr(v, ',');
-            size_t len = comma ? (size_t)(comma - v) : 0;
-            ok = comma && len < sizeof first;
-            if (ok) {
-                memcpy(first, v, len);
-                first[len] = '\0';
-                ok = parse_int(first, 1, 1024, &n) && parse_int(comma + 1, 1, 1024, &n2);
-            }
-            if (ok) o->conv1 = n, o->conv2 = n2;
-        } else if (!strcmp(a, "--lr")) {
-            ok = parse_float(v, 0.0f, 1.0f, &o->lr);
-        } else if (!strcmp(a, "--dropout")) {
-            ok = parse_float(v, 0.0f, 0.99f, &o->dropout);
-        } else {
-            ok = 0;
-        }
-        if (!ok) {
-            fprintf(stderr, "fashion_mnist: bad option '%s'%s%s\n", a, v ? " " : "", v ? v : "");
-            usage(stderr);
-            return 1;
-        }
-        i++;
+    float v = s ? strtof(s, &end) : 0.0f;
+    if (!s || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, EXAMPLE_NAME ": %s needs a number in %g..%g\n", flag, (double)lo,
+                (double)hi);
+        return -1;
     }
+    *out = v;
     return 0;
+}
+
+/* "A,B": the channels of the two convolutions, each 1..1024. */
+static int parse_channels(const char *flag, const char *v, options *o) {
+    char first[32];
+    const char *comma = v ? strchr(v, ',') : NULL;
+    size_t len = comma ? (size_t)(comma - v) : 0;
+    if (!comma || len >= sizeof first) {
+        fprintf(stderr, EXAMPLE_NAME ": %s needs two whole numbers A,B\n", flag);
+        return -1;
+    }
+    memcpy(first, v, len);
+    first[len] = '\0';
+    return ex_parse_long(flag, first, 1, 1024, &o->conv1) ||
+                   ex_parse_long(flag, comma + 1, 1, 1024, &o->conv2)
+               ? -1
+               : 0;
+}
+
+/* For ex_parse_options: --data as given, the rest range-checked (--channels
+ * as A,B); 1 for a flag this example does not have. */
+static int option(void *ud, const char *a, const char *v) {
+    options *o = ud;
+    if (!strcmp(a, "--data")) {
+        if (!v) fprintf(stderr, EXAMPLE_NAME ": --data needs a folder\n");
+        o->data = v;
+        return v ? 0 : -1;
+    }
+    if (!strcmp(a, "--epochs")) return ex_parse_long(a, v, 1, 1000, &o->epochs);
+    if (!strcmp(a, "--threads")) return ex_parse_long(a, v, 1, 256, &o->threads);
+    if (!strcmp(a, "--seed")) return ex_parse_long(a, v, 0, LONG_MAX, &o->seed);
+    if (!strcmp(a, "--channels")) return parse_channels(a, v, o);
+    if (!strcmp(a, "--lr")) return parse_float(a, v, 0.0f, 1.0f, &o->lr);
+    if (!strcmp(a, "--dropout")) return parse_float(a, v, 0.0f, 0.99f, &o->dropout);
+    return 1; /* not an option of this example */
+}
+
+/* Takes the switch --no-flip (an option without a value) out of argv, so
+ * that the rest are --flag value pairs for ex_parse_options. */
+static int take_no_flip(int argc, char **argv, options *o) {
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-flip")) o->flip = 0;
+        else argv[kept++] = argv[i];
+    }
+    return kept;
+}
+
+/* Returns 0 to run, 1 after --help, -1 on a bad option. */
+static int parse_options(int argc, char **argv, options *o) {
+    *o = (options){.epochs = 12, .threads = 2, .flip = 1, .seed = 1, .conv1 = 32, .conv2 = 64,
+                   .lr = 2e-3f, .dropout = 0.3f, .data = "build/data/fashion-mnist"};
+    argc = take_no_flip(argc, argv, o);
+    return ex_parse_options(argc, argv, usage, option, o);
 }
 
 static double cpu_seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
@@ -175,11 +175,6 @@ static double wall_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int fail(vikt_model *m, const char *what) {
-    fprintf(stderr, "fashion_mnist: %s: %s\n", what, vikt_model_errmsg(m));
-    return 1;
 }
 
 /* Load "<dir>/<prefix>-images-idx3-ubyte" with its labels. */
@@ -191,8 +186,7 @@ static int load(vikt_model *m, const char *dir, const char *prefix, vikt_dataset
         fprintf(stderr, "fashion_mnist: the data folder name is too long\n");
         return 1;
     }
-    if (vikt_dataset_load_idx(m, images, labels, out)) {
-        fail(m, "loading");
+    if (ex_failed(m, "loading", vikt_dataset_load_idx(m, images, labels, out))) {
         fprintf(stderr, "fashion_mnist: run `make fashion-mnist` (it gunzips the files of the "
                         "Debian package dataset-fashion-mnist) or pass --data DIR\n");
         return 1;
@@ -209,10 +203,10 @@ static int build_and_print(vikt_model *m, const vikt_dataset *ds, net *n) {
     vikt_tensor *logits = forward(m, vikt_dataset_input(ds, 0, 2), n);
     vikt_set_training(m, 1);
     vikt_set_grad_enabled(m, 1);
-    if (!logits) return fail(m, "building the model");
+    if (!logits) return ex_failed(m, "building the model", -1);
     char table[2048];
     int64_t len = vikt_model_summary(m, table, sizeof table);
-    if (len < 0) return fail(m, "summary");
+    if (ex_failed(m, "summary", len)) return 1;
     printf("%s%s\n", table, (size_t)len >= sizeof table ? "...\n" : "");
     int64_t params = vikt_model_num_params(m);
     printf("parameters: %lld (%s 100K)\n\n", (long long)params, params < 100000 ? "under" : "NOT under");
@@ -231,25 +225,16 @@ static int run(const options *o) {
     vikt_dataset *all = NULL, *train = NULL, *val = NULL, *test = NULL;
     vikt_optimizer *adam = NULL;
     vikt_trainer *trainer = NULL;
-    net n = {o, o->seed ^ 0x5DEECE66Dull};
+    net n = {o, (uint64_t)o->seed ^ 0x5DEECE66Dull};
     int status = 1;
-    if (vikt_model_create(NULL, o->seed, &m)) {
-        fprintf(stderr, "fashion_mnist: out of memory\n");
-        return 1;
-    }
-    if (vikt_set_num_threads(m, o->threads)) {
-        fail(m, "threads");
-        goto done;
-    }
+    if (ex_model_create((uint64_t)o->seed, &m)) return 1;
+    if (ex_failed(m, "threads", vikt_set_num_threads(m, (int)o->threads))) goto done;
     if (load(m, o->data, "train", &all) || load(m, o->data, "t10k", &test)) goto done;
     /* 55,000 images to learn from, 5,000 to choose the epoch with. */
-    if (vikt_dataset_split(all, VAL_COUNT, &train, &val)) {
-        fail(m, "split");
-        goto done;
-    }
+    if (ex_failed(m, "split", vikt_dataset_split(all, VAL_COUNT, &train, &val))) goto done;
     int64_t n_train = vikt_dataset_size(train);
     int64_t steps = (n_train + BATCH - 1) / BATCH;
-    printf("vikt %s, GEMM %s, %d thread(s), seed %llu\n", vikt_version(), vikt_gemm_isa(),
+    printf("vikt %s, GEMM %s, %ld thread(s), seed %llu\n", vikt_version(), vikt_gemm_isa(),
            o->threads, (unsigned long long)o->seed);
     printf("Fashion-MNIST: %lld train / %lld validation / %lld test images\n",
            (long long)n_train, (long long)vikt_dataset_size(val),
@@ -258,11 +243,12 @@ static int run(const options *o) {
            "dense 10; %s\n",
            (long long)o->conv1, (long long)o->conv2, (double)o->dropout,
            o->flip ? "random horizontal flips" : "no flips");
-    printf("Adam lr %g, cosine over %d epochs x %lld steps, batch %d\n\n", (double)o->lr,
+    printf("Adam lr %g, cosine over %ld epochs x %lld steps, batch %d\n\n", (double)o->lr,
            o->epochs, (long long)steps, BATCH);
     if (build_and_print(m, train, &n)) goto done;
 
-    if (vikt_adam_create(m, o->lr, &adam) ||
+    int setup_failed =
+        vikt_adam_create(m, o->lr, &adam) ||
         vikt_optimizer_set(adam, VIKT_OPT_SCHEDULE, VIKT_SCHEDULE_COSINE) ||
         vikt_optimizer_set(adam, VIKT_OPT_T_MAX, (double)(steps * o->epochs)) ||
         vikt_trainer_create(m, adam, forward, &n, &trainer) ||
@@ -273,30 +259,21 @@ static int run(const options *o) {
          * usually the last). */
         vikt_trainer_set(trainer, VIKT_FIT_PATIENCE, 3) ||
         vikt_trainer_set(trainer, VIKT_FIT_PROGRESS, VIKT_PROGRESS_PLAIN) ||
-        vikt_trainer_set_output(trainer, write_stdout, NULL)) {
-        fail(m, "setting up training");
-        goto done;
-    }
+        vikt_trainer_set_output(trainer, write_stdout, NULL);
+    if (ex_failed(m, "setting up training", setup_failed ? -1 : 0)) goto done;
     double wall0 = wall_seconds(), cpu0 = cpu_seconds();
-    if (vikt_trainer_fit(trainer, train, val)) {
-        fail(m, "training");
-        goto done;
-    }
+    if (ex_failed(m, "training", vikt_trainer_fit(trainer, train, val))) goto done;
     double wall = wall_seconds() - wall0, cpu = cpu_seconds() - cpu0, epochs_run, best;
-    if (vikt_trainer_get(trainer, VIKT_FIT_EPOCH, &epochs_run) ||
-        vikt_trainer_get(trainer, VIKT_FIT_BEST_EPOCH, &best)) {
-        fail(m, "reading results");
+    if (ex_failed(m, "reading results", vikt_trainer_get(trainer, VIKT_FIT_EPOCH, &epochs_run)) ||
+        ex_failed(m, "reading results", vikt_trainer_get(trainer, VIKT_FIT_BEST_EPOCH, &best)))
         goto done;
-    }
     printf("\ntraining: %.0f epochs in %.1f s wall (%.1f s per epoch), %.1f s CPU; best "
            "validation epoch %.0f\n",
            epochs_run, wall, wall / epochs_run, cpu, best);
 
     double test_loss, test_acc;
-    if (vikt_trainer_evaluate(trainer, test, &test_loss, &test_acc)) {
-        fail(m, "testing");
+    if (ex_failed(m, "testing", vikt_trainer_evaluate(trainer, test, &test_loss, &test_acc)))
         goto done;
-    }
     printf("test: loss %.4f  accuracy %.4f (%lld images)\n", test_loss, test_acc,
            (long long)vikt_dataset_size(test));
     status = test_acc >= 0.92 ? 0 : 1;
@@ -314,7 +291,6 @@ done:
 
 int main(int argc, char **argv) {
     options o;
-    int parsed = parse_args(argc, argv, &o);
-    if (parsed) return parsed == 2 ? 0 : 2;
-    return run(&o);
+    int parsed = parse_options(argc, argv, &o);
+    return parsed ? (parsed > 0 ? 0 : 2) : run(&o); /* 0 after --help, 2 on a bad option */
 }
