@@ -317,7 +317,7 @@ static void idx_malformed_files(void **state) {
                      "truncated: 3x2x2 values need 28 bytes, the file has 23");
     strcpy(bad, write_images("long.idx", 0, 2));
     expect_idx_error(m, bad, labels, bad, "byte 28: ", "2 bytes after the 3x2x2 values");
-    unsigned char b[64];
+    unsigned char b[64] = {0}; /* "huge.idx" writes 4 bytes past its header */
     size_t n = idx_header(b, 0x08, 3, (uint32_t[]){3, 2, 2});
     strcpy(bad, write_file("hdr.idx", b, 10));
     expect_idx_error(m, bad, labels, bad, "byte 10: ", "truncated header: expected 16 bytes");
