@@ -187,69 +187,75 @@ static int same_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* How a unary op runs: its own loops (VEC_NONE), or a vector kernel for the
- * forward pass and, for the gradient, unary_grad (VEC_FN), acc_mul with y
- * (exp: g·y) or axpy with s (scale: g·s). */
-#define VEC_NONE (-1)
-enum { GRAD_LOOP, GRAD_FN, GRAD_G_Y, GRAD_G_S };
+/* A unary op runs either its own loops (UNARY_LOOP) or the vector table's
+ * kernels (UNARY_VEC), whose scalar reference in src/kernels/vec_scalar.c
+ * holds the formulas: the forward is unary(VK) and the gradient unary_grad
+ * (GRAD_FN), acc_mul with y (GRAD_G_Y, exp: g·y) or axpy with s (GRAD_G_S,
+ * scale: g·s). s is the op's float argument (args->f[0]). */
+enum { GRAD_FN, GRAD_G_Y, GRAD_G_S };
 
-/* UNARY(name, FWD, GX, VK, VG): y = FWD(x, s); dx += GX(x, y, g, s), where s
- * is the op's float argument (args->f[0]); VK and VG as above. */
-#define UNARY(NAME, FWD, GX, VK, VG)                                                            \
-    static int NAME##_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,    \
-                          vikt_tensor *out) {                                                  \
-        (void)m, (void)n;                                                                      \
-        const float *X = in[0]->data, s = args->f[0];                                          \
-        float *Y = out->data;                                                                  \
-        (void)s;                                                                               \
-        if (VK != VEC_NONE) {                                                                  \
-            vikt__vec_get()->unary(VK, out->numel, X, s, Y);                                   \
-            return VIKT_OK;                                                                    \
-        }                                                                                      \
-        for (int64_t i = 0; i < out->numel; i++) {                                             \
-            float x = X[i];                                                                    \
-            Y[i] = (FWD);                                                                      \
-        }                                                                                      \
-        return VIKT_OK;                                                                        \
-    }                                                                                          \
-    static int NAME##_bwd(vikt_model *m, vikt_tensor *const *in, int n,                       \
-                          const vikt__args *args, vikt_tensor *out) {                          \
-        (void)n;                                                                               \
-        float *gx = vikt__grad(in[0]);                                                         \
-        if (!gx) return vikt_model_errcode(m);                                                 \
-        const float *X = in[0]->data, *Y = out->data, *G = out->grad, s = args->f[0];          \
-        (void)s;                                                                               \
-        const vikt__vec *v = vikt__vec_get();                                                  \
-        switch (VG) {                                                                          \
-        case GRAD_FN: v->unary_grad(VK, out->numel, X, Y, G, s, gx); return VIKT_OK;           \
-        case GRAD_G_Y: v->acc_mul(out->numel, G, Y, gx); return VIKT_OK;                       \
-        case GRAD_G_S: v->axpy(out->numel, s, G, gx); return VIKT_OK;                          \
-        default: break;                                                                        \
-        }                                                                                      \
-        for (int64_t i = 0; i < out->numel; i++) {                                             \
-            float x = X[i], y = Y[i], g = G[i];                                                \
-            (void)x, (void)y;                                                                  \
-            gx[i] += (GX);                                                                     \
-        }                                                                                      \
-        return VIKT_OK;                                                                        \
-    }                                                                                          \
+/* UNARY_LOOP(name, FWD, GX): y = FWD(x); dx += GX(x, y, g). */
+#define UNARY_LOOP(NAME, FWD, GX)                                                               \
+    static int NAME##_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,       \
+                          vikt_tensor *out) {                                                   \
+        (void)m, (void)n, (void)args;                                                           \
+        const float *X = in[0]->data;                                                           \
+        float *Y = out->data;                                                                   \
+        for (int64_t i = 0; i < out->numel; i++) {                                              \
+            float x = X[i];                                                                     \
+            Y[i] = (FWD);                                                                       \
+        }                                                                                       \
+        return VIKT_OK;                                                                         \
+    }                                                                                           \
+    static int NAME##_bwd(vikt_model *m, vikt_tensor *const *in, int n,                         \
+                          const vikt__args *args, vikt_tensor *out) {                           \
+        (void)n, (void)args;                                                                    \
+        float *gx = vikt__grad(in[0]);                                                          \
+        if (!gx) return vikt_model_errcode(m);                                                  \
+        const float *X = in[0]->data, *Y = out->data, *G = out->grad;                           \
+        for (int64_t i = 0; i < out->numel; i++) {                                              \
+            float x = X[i], y = Y[i], g = G[i];                                                 \
+            (void)x, (void)y;                                                                   \
+            gx[i] += (GX);                                                                      \
+        }                                                                                       \
+        return VIKT_OK;                                                                         \
+    }                                                                                           \
     static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd};
 
-#define INV_SQRT2 0.70710678118654752f
-#define INV_SQRT_2PI 0.39894228040143268f
+/* UNARY_VEC(name, VK, VG): the VIKT__VEC_* function VK, its gradient as VG. */
+#define UNARY_VEC(NAME, VK, VG)                                                                 \
+    static int NAME##_fwd(vikt_model *m, vikt_tensor *const *in, int n, vikt__args *args,       \
+                          vikt_tensor *out) {                                                   \
+        (void)m, (void)n;                                                                       \
+        vikt__vec_get()->unary(VK, out->numel, in[0]->data, args->f[0], out->data);             \
+        return VIKT_OK;                                                                         \
+    }                                                                                           \
+    static int NAME##_bwd(vikt_model *m, vikt_tensor *const *in, int n,                         \
+                          const vikt__args *args, vikt_tensor *out) {                           \
+        (void)n;                                                                                \
+        float *gx = vikt__grad(in[0]);                                                          \
+        if (!gx) return vikt_model_errcode(m);                                                  \
+        const float *X = in[0]->data, *Y = out->data, *G = out->grad, s = args->f[0];           \
+        const vikt__vec *v = vikt__vec_get();                                                   \
+        switch (VG) {                                                                           \
+        case GRAD_FN: v->unary_grad(VK, out->numel, X, Y, G, s, gx); break;                     \
+        case GRAD_G_Y: v->acc_mul(out->numel, G, Y, gx); break;                                 \
+        default: v->axpy(out->numel, s, G, gx); break;                                          \
+        }                                                                                       \
+        return VIKT_OK;                                                                         \
+    }                                                                                           \
+    static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd};
 
-UNARY(scale, x * s, g * s, VIKT__VEC_SCALE, GRAD_G_S)
-UNARY(exp, expf(x), g * y, VIKT__VEC_EXP, GRAD_G_Y)
-UNARY(log, logf(x), g / x, VEC_NONE, GRAD_LOOP)
-UNARY(sqrt, sqrtf(x), g * 0.5f / y, VEC_NONE, GRAD_LOOP)
-UNARY(square, x * x, g * 2.0f * x, VEC_NONE, GRAD_LOOP)
-UNARY(relu, x > 0 ? x : 0.0f, x > 0 ? g : 0.0f, VIKT__VEC_RELU, GRAD_FN)
-UNARY(leaky_relu, x > 0 ? x : s * x, x > 0 ? g : s * g, VIKT__VEC_LEAKY_RELU, GRAD_FN)
-UNARY(sigmoid, vikt__sigmoid(x), g * y * (1.0f - y), VIKT__VEC_SIGMOID, GRAD_FN)
-UNARY(tanh, vikt__tanh(x), g * (1.0f - y * y), VIKT__VEC_TANH, GRAD_FN)
-UNARY(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
-      g * (0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x)),
-      VIKT__VEC_GELU, GRAD_FN)
+UNARY_VEC(scale, VIKT__VEC_SCALE, GRAD_G_S)
+UNARY_VEC(exp, VIKT__VEC_EXP, GRAD_G_Y)
+UNARY_LOOP(log, logf(x), g / x)
+UNARY_LOOP(sqrt, sqrtf(x), g * 0.5f / y)
+UNARY_LOOP(square, x * x, g * 2.0f * x)
+UNARY_VEC(relu, VIKT__VEC_RELU, GRAD_FN)
+UNARY_VEC(leaky_relu, VIKT__VEC_LEAKY_RELU, GRAD_FN)
+UNARY_VEC(sigmoid, VIKT__VEC_SIGMOID, GRAD_FN)
+UNARY_VEC(tanh, VIKT__VEC_TANH, GRAD_FN)
+UNARY_VEC(gelu, VIKT__VEC_GELU, GRAD_FN)
 
 static vikt_tensor *unary(vikt_model *m, const vikt__op *op, vikt_tensor *a, float s) {
     vikt__args args;
