@@ -242,12 +242,6 @@ static inline float vikt__tanh(float x) {
     return copysignf(r, x);
 }
 
-/* log Σ exp(x_j - max) over n values; *max receives max_j x_j. Callers form
- * (x_j - max) - result rather than x_j - (max + result): for large logits
- * the rounded sum max + result would lose the result's low bits. When the
- * max is not finite the result is 0, so x_j - max gives what x_j - lse did. */
-float vikt__logsumexp(const float *x, int64_t n, float *max);
-
 /* A module-path match (src/param.c): name equals pattern, or begins with it
  * followed by '.' (or pattern ends in '.'); "" matches every name. */
 int vikt__name_matches(const char *name, const char *pattern);

@@ -76,7 +76,10 @@ typedef struct vikt__vec {
     void (*unary_grad)(int fn, int64_t n, const float *x, const float *y, const float *g,
                        float s, float *gx);
 
-    /* log Σ exp(x − max) with *max = max x, as vikt__logsumexp. */
+    /* log Σ exp(x − max) with *max = max x. Callers form (x − max) − result
+     * rather than x − (max + result): for large logits the rounded sum
+     * max + result would lose the result's low bits. When the max is not
+     * finite the result is 0, so x − max gives what x − lse did. */
     float (*logsumexp)(const float *x, int64_t n, float *max);
     /* One row: y = (x − max) − logsumexp; y may be x. */
     void (*log_softmax_row)(int64_t n, const float *x, float *y);

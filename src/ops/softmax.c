@@ -19,12 +19,6 @@ static int rows_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
     return VIKT_OK;
 }
 
-/* log Σ exp(x_j - max), the max returned through *max: the vector kernel of
- * the ISA in use (the scalar reference sums e^x in double). */
-float vikt__logsumexp(const float *x, int64_t n, float *max) {
-    return vikt__vec_get()->logsumexp(x, n, max);
-}
-
 static void row_extent(const vikt_tensor *t, int64_t *rows, int64_t *cols) {
     *cols = t->shape[t->rank - 1];
     *rows = *cols ? t->numel / *cols : 0;
