@@ -207,7 +207,7 @@ static int penalty_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt_
 }
 
 static const vikt__op penalty_op = {"vikt_ewc_penalty", penalty_shape, penalty_fwd,
-                                    penalty_bwd};
+                                    penalty_bwd, 0};
 
 vikt_tensor *vikt_ewc_penalty(vikt_ewc *ewc, float lambda) {
     if (!ewc) return NULL;

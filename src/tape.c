@@ -52,11 +52,6 @@ static const char *input_shapes(vikt_tensor *const *in, int n, char *buf, size_t
     return buf;
 }
 
-/* Infinity is the contract of these ops' outputs, not an accident. */
-static int makes_infinities(const vikt__op *op) {
-    return strcmp(op->name, "vikt_causal_mask") == 0;
-}
-
 /* Anomaly mode after a forward computation: NaN in the output, or an
  * infinity where every input was finite, fails the op. */
 static int anomaly_forward(vikt_model *m, const vikt__op *op, vikt_tensor *const *in, int n,
@@ -78,7 +73,7 @@ static int anomaly_forward(vikt_model *m, const vikt__op *op, vikt_tensor *const
                               describe(in[i], what, sizeof what), vikt__shape_str(in[i], s),
                               vikt__where_str(in[i], bad + in_nan, w));
     }
-    if (nan_at < 0 && (nonfinite_input || makes_infinities(op))) return VIKT_OK;
+    if (nan_at < 0 && (nonfinite_input || op->makes_infinities)) return VIKT_OK;
     if (nan_at >= 0) at += nan_at;
     return vikt__fail(m, VIKT_ERR_NONFINITE, "anomaly: %s made %s at %s of its output %s from %s "
                       "inputs (%s)", op->name, vikt__value_str(out->data[at], v), vikt__where_str(out, at, w),

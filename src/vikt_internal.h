@@ -104,6 +104,9 @@ typedef struct vikt__op {
      * for an input that requires a gradient, NULL otherwise. */
     int (*backward)(vikt_model *m, vikt_tensor *const *in, int n,
                     const vikt__args *args, vikt_tensor *out);
+    /* Non-zero when infinities in the output are the op's contract (the
+     * causal mask's -inf), not an overflow: anomaly mode lets them pass. */
+    int makes_infinities;
 } vikt__op;
 
 struct vikt__record {

@@ -163,7 +163,7 @@ static int lstm_cell_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vik
     return VIKT_OK;
 }
 
-static const vikt__op lstm_cell_op = {"vikt_lstm (cell)", shape_g4, lstm_cell_fwd, lstm_cell_bwd};
+static const vikt__op lstm_cell_op = {"vikt_lstm (cell)", shape_g4, lstm_cell_fwd, lstm_cell_bwd, 0};
 
 /* ---------------------------------------------------------- LSTM hidden */
 
@@ -217,7 +217,7 @@ static int lstm_hidden_bwd(vikt_model *m, vikt_tensor *const *in, int n, const v
 }
 
 static const vikt__op lstm_hidden_op = {"vikt_lstm (hidden)", shape_g4, lstm_hidden_fwd,
-                                        lstm_hidden_bwd};
+                                        lstm_hidden_bwd, 0};
 
 /* ------------------------------------------------------------- GRU cell */
 
@@ -279,7 +279,7 @@ static int gru_cell_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt
     return VIKT_OK;
 }
 
-static const vikt__op gru_cell_op = {"vikt_gru (cell)", shape_g3, gru_cell_fwd, gru_cell_bwd};
+static const vikt__op gru_cell_op = {"vikt_gru (cell)", shape_g3, gru_cell_fwd, gru_cell_bwd, 0};
 
 /* ------------------------------------------------------------ the layers */
 

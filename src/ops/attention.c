@@ -54,7 +54,7 @@ static int mask_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__ar
     return VIKT_OK;
 }
 
-static const vikt__op causal_mask_op = {"vikt_causal_mask", mask_shape, mask_fwd, mask_bwd};
+static const vikt__op causal_mask_op = {"vikt_causal_mask", mask_shape, mask_fwd, mask_bwd, 1};
 
 vikt_tensor *vikt_causal_mask(vikt_model *m, vikt_tensor *scores) {
     return vikt__apply(m, &causal_mask_op, &scores, 1, NULL);
@@ -264,7 +264,7 @@ static int attn_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__ar
     return VIKT_OK;
 }
 
-static const vikt__op attention_op = {"vikt_attention", attn_shape, attn_fwd, attn_bwd};
+static const vikt__op attention_op = {"vikt_attention", attn_shape, attn_fwd, attn_bwd, 0};
 
 vikt_tensor *vikt__attention_core(vikt_model *m, vikt_tensor *q, vikt_tensor *k, vikt_tensor *v,
                                   int64_t heads, int causal) {

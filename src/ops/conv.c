@@ -311,7 +311,7 @@ static int conv_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__ar
     return j.rc;
 }
 
-static const vikt__op conv_op = {"vikt_conv2d", conv_shape, conv_fwd, conv_bwd};
+static const vikt__op conv_op = {"vikt_conv2d", conv_shape, conv_fwd, conv_bwd, 0};
 
 vikt_tensor *vikt__conv2d(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b,
                           int64_t stride, int64_t padding, int64_t dilation) {

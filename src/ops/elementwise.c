@@ -166,7 +166,7 @@ static int grad_b_row(const vikt__vec *v, int op, int64_t n, const float *a, int
                 }                                                                              \
         return VIKT_OK;                                                                        \
     }                                                                                          \
-    static const vikt__op NAME##_op = {"vikt_" #NAME, bcast_shape, NAME##_fwd, NAME##_bwd};  \
+    static const vikt__op NAME##_op = {"vikt_" #NAME, bcast_shape, NAME##_fwd, NAME##_bwd, 0};  \
     vikt_tensor *vikt_##NAME(vikt_model *m, vikt_tensor *a, vikt_tensor *b) {                 \
         vikt_tensor *in[2] = {a, b};                                                           \
         return vikt__apply(m, &NAME##_op, in, 2, NULL);                                        \
@@ -220,7 +220,7 @@ enum { GRAD_FN, GRAD_G_Y, GRAD_G_S };
         }                                                                                       \
         return VIKT_OK;                                                                         \
     }                                                                                           \
-    static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd};
+    static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd, 0};
 
 /* UNARY_VEC(name, VK, VG): the VIKT__VEC_* function VK, its gradient as VG. */
 #define UNARY_VEC(NAME, VK, VG)                                                                 \
@@ -244,7 +244,7 @@ enum { GRAD_FN, GRAD_G_Y, GRAD_G_S };
         }                                                                                       \
         return VIKT_OK;                                                                         \
     }                                                                                           \
-    static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd};
+    static const vikt__op NAME##_op = {"vikt_" #NAME, same_shape, NAME##_fwd, NAME##_bwd, 0};
 
 UNARY_VEC(scale, VIKT__VEC_SCALE, GRAD_G_S)
 UNARY_VEC(exp, VIKT__VEC_EXP, GRAD_G_Y)
@@ -323,7 +323,7 @@ static int dropout_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt_
     return VIKT_OK;
 }
 
-static const vikt__op dropout_op = {"vikt_dropout", dropout_shape, dropout_fwd, dropout_bwd};
+static const vikt__op dropout_op = {"vikt_dropout", dropout_shape, dropout_fwd, dropout_bwd, 0};
 
 vikt_tensor *vikt_dropout(vikt_model *m, vikt_tensor *a, float p) {
     return unary(m, &dropout_op, a, p);

@@ -67,7 +67,7 @@ static int emb_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__arg
     return VIKT_OK;
 }
 
-static const vikt__op embedding_op = {"vikt_embedding", emb_shape, emb_fwd, emb_bwd};
+static const vikt__op embedding_op = {"vikt_embedding", emb_shape, emb_fwd, emb_bwd, 0};
 
 /* The caller checked rank (0..3) and shape (non-negative, bounded). */
 vikt_tensor *vikt__embedding(vikt_model *m, vikt_tensor *weight, const int32_t *ids, int rank,

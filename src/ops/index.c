@@ -89,7 +89,7 @@ static int permute_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt_
     return VIKT_OK;
 }
 
-static const vikt__op permute_op = {"vikt_permute", permute_shape, permute_fwd, permute_bwd};
+static const vikt__op permute_op = {"vikt_permute", permute_shape, permute_fwd, permute_bwd, 0};
 
 vikt_tensor *vikt_permute(vikt_model *m, vikt_tensor *a, const int *perm) {
     vikt__args args;
@@ -221,8 +221,8 @@ static int scatter_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt_
     return VIKT_OK;
 }
 
-static const vikt__op gather_op = {"vikt_gather_rows", gather_shape, gather_fwd, gather_bwd};
-static const vikt__op scatter_op = {"vikt_scatter_rows", scatter_shape, scatter_fwd, scatter_bwd};
+static const vikt__op gather_op = {"vikt_gather_rows", gather_shape, gather_fwd, gather_bwd, 0};
+static const vikt__op scatter_op = {"vikt_scatter_rows", scatter_shape, scatter_fwd, scatter_bwd, 0};
 
 vikt_tensor *vikt_gather_rows(vikt_model *m, vikt_tensor *a, const int32_t *index, int64_t n) {
     vikt__args args;

@@ -68,7 +68,7 @@ static int linear_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     return VIKT_OK;
 }
 
-static const vikt__op linear_op = {"vikt_dense", linear_shape, linear_fwd, linear_bwd};
+static const vikt__op linear_op = {"vikt_dense", linear_shape, linear_fwd, linear_bwd, 0};
 
 vikt_tensor *vikt__linear(vikt_model *m, vikt_tensor *x, vikt_tensor *w, vikt_tensor *b) {
     vikt_tensor *in[3] = {x, w, b};

@@ -47,7 +47,7 @@ static int pair_shape(vikt_model *m, const vikt__op *op, vikt_tensor *const *in,
         }                                                                                      \
         return VIKT_OK;                                                                        \
     }                                                                                          \
-    static const vikt__op NAME##_op = {"vikt_" #NAME, pair_shape, NAME##_fwd, NAME##_bwd};   \
+    static const vikt__op NAME##_op = {"vikt_" #NAME, pair_shape, NAME##_fwd, NAME##_bwd, 0};   \
     vikt_tensor *vikt_##NAME(vikt_model *m, vikt_tensor *x, vikt_tensor *t) {                 \
         vikt_tensor *in[2] = {x, t};                                                           \
         return vikt__apply(m, &NAME##_op, in, 2, NULL);                                        \
@@ -127,7 +127,7 @@ static int ce_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args
     return VIKT_OK;
 }
 
-static const vikt__op ce_op = {"vikt_cross_entropy_loss", ce_shape, ce_fwd, ce_bwd};
+static const vikt__op ce_op = {"vikt_cross_entropy_loss", ce_shape, ce_fwd, ce_bwd, 0};
 
 vikt_tensor *vikt_cross_entropy_loss(vikt_model *m, vikt_tensor *logits, const int32_t *labels) {
     vikt__args args;

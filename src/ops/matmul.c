@@ -103,7 +103,7 @@ static int matmul_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     return VIKT_OK;
 }
 
-static const vikt__op matmul_op = {"vikt_matmul", matmul_shape, matmul_fwd, matmul_bwd};
+static const vikt__op matmul_op = {"vikt_matmul", matmul_shape, matmul_fwd, matmul_bwd, 0};
 
 vikt_tensor *vikt_matmul_t(vikt_model *m, vikt_tensor *a, vikt_tensor *b, int transpose_a,
                            int transpose_b) {
@@ -175,7 +175,7 @@ static int transpose_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vik
 }
 
 static const vikt__op transpose_op = {"vikt_transpose", transpose_shape, transpose_fwd,
-                                      transpose_bwd};
+                                      transpose_bwd, 0};
 
 vikt_tensor *vikt_transpose(vikt_model *m, vikt_tensor *a) {
     return vikt__apply(m, &transpose_op, &a, 1, NULL);

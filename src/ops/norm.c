@@ -186,7 +186,7 @@ static int ln_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args
     return VIKT_OK;
 }
 
-static const vikt__op layer_norm_op = {"vikt_layer_norm", ln_shape, ln_fwd, ln_bwd};
+static const vikt__op layer_norm_op = {"vikt_layer_norm", ln_shape, ln_fwd, ln_bwd, 0};
 
 vikt_tensor *vikt__layer_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, float eps) {
@@ -324,7 +324,7 @@ static int bn_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__args
     return VIKT_OK;
 }
 
-static const vikt__op batch_norm_op = {"vikt_batch_norm", bn_shape, bn_fwd, bn_bwd};
+static const vikt__op batch_norm_op = {"vikt_batch_norm", bn_shape, bn_fwd, bn_bwd, 0};
 
 vikt_tensor *vikt__batch_norm(vikt_model *m, vikt_tensor *x, vikt_tensor *weight,
                               vikt_tensor *bias, vikt_tensor *running_mean,

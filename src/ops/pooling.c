@@ -180,7 +180,7 @@ static int max_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__arg
     return VIKT_OK;
 }
 
-static const vikt__op max_pool_op = {"vikt_max_pool2d", pool_shape, max_fwd, max_bwd};
+static const vikt__op max_pool_op = {"vikt_max_pool2d", pool_shape, max_fwd, max_bwd, 0};
 
 /* --------------------------------------------------------------- average */
 
@@ -229,7 +229,7 @@ static int avg_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__arg
     return VIKT_OK;
 }
 
-static const vikt__op avg_pool_op = {"vikt_avg_pool2d", pool_shape, avg_fwd, avg_bwd};
+static const vikt__op avg_pool_op = {"vikt_avg_pool2d", pool_shape, avg_fwd, avg_bwd, 0};
 
 static vikt_tensor *pool(vikt_model *m, const vikt__op *op, vikt_tensor *x, int64_t kernel,
                          int64_t stride) {

@@ -98,10 +98,10 @@ static int reduce_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     return VIKT_OK;
 }
 
-static const vikt__op sum_op = {"vikt_sum", reduce_shape, reduce_fwd, reduce_bwd};
-static const vikt__op mean_op = {"vikt_mean", reduce_shape, reduce_fwd, reduce_bwd};
-static const vikt__op sum_axis_op = {"vikt_sum_axis", reduce_shape, reduce_fwd, reduce_bwd};
-static const vikt__op mean_axis_op = {"vikt_mean_axis", reduce_shape, reduce_fwd, reduce_bwd};
+static const vikt__op sum_op = {"vikt_sum", reduce_shape, reduce_fwd, reduce_bwd, 0};
+static const vikt__op mean_op = {"vikt_mean", reduce_shape, reduce_fwd, reduce_bwd, 0};
+static const vikt__op sum_axis_op = {"vikt_sum_axis", reduce_shape, reduce_fwd, reduce_bwd, 0};
+static const vikt__op mean_axis_op = {"vikt_mean_axis", reduce_shape, reduce_fwd, reduce_bwd, 0};
 
 static vikt_tensor *reduce(vikt_model *m, const vikt__op *op, vikt_tensor *a, int along_axis,
                            int axis, int keepdim, int mean) {

@@ -55,7 +55,7 @@ static int copy_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__ar
     return VIKT_OK;
 }
 
-static const vikt__op reshape_op = {"vikt_reshape", reshape_shape, copy_fwd, copy_bwd};
+static const vikt__op reshape_op = {"vikt_reshape", reshape_shape, copy_fwd, copy_bwd, 0};
 
 vikt_tensor *vikt_reshape(vikt_model *m, vikt_tensor *a, int rank, const int64_t *shape) {
     vikt__args args;
@@ -125,7 +125,7 @@ static int concat_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__
     return concat_blocks(m, in, n, (int)args->i[0], out->grad, 1);
 }
 
-static const vikt__op concat_op = {"vikt_concat", concat_shape, concat_fwd, concat_bwd};
+static const vikt__op concat_op = {"vikt_concat", concat_shape, concat_fwd, concat_bwd, 0};
 
 vikt_tensor *vikt_concat(vikt_model *m, int n, vikt_tensor *const *inputs, int axis) {
     if (!m) return NULL;
@@ -193,7 +193,7 @@ static int slice_bwd(vikt_model *m, vikt_tensor *const *in, int n, const vikt__a
     return VIKT_OK;
 }
 
-static const vikt__op slice_op = {"vikt_slice", slice_shape, slice_fwd, slice_bwd};
+static const vikt__op slice_op = {"vikt_slice", slice_shape, slice_fwd, slice_bwd, 0};
 
 vikt_tensor *vikt_slice(vikt_model *m, vikt_tensor *a, int axis, int64_t start, int64_t length) {
     vikt__args args;

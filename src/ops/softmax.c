@@ -74,9 +74,9 @@ static int log_softmax_bwd(vikt_model *m, vikt_tensor *const *in, int n, const v
     return VIKT_OK;
 }
 
-static const vikt__op softmax_op = {"vikt_softmax", rows_shape, softmax_fwd, softmax_bwd};
+static const vikt__op softmax_op = {"vikt_softmax", rows_shape, softmax_fwd, softmax_bwd, 0};
 static const vikt__op log_softmax_op = {"vikt_log_softmax", rows_shape, log_softmax_fwd,
-                                        log_softmax_bwd};
+                                        log_softmax_bwd, 0};
 
 vikt_tensor *vikt_softmax(vikt_model *m, vikt_tensor *a) {
     return vikt__apply(m, &softmax_op, &a, 1, NULL);
