@@ -355,25 +355,21 @@ static void progress_step(vikt_trainer *t) {
 }
 
 /* "  name 0.1234" for a defined value, nothing for NaN. */
-static size_t append_metric(char *buf, size_t len, size_t size, const char *name, double v) {
-    if (isnan(v) || len >= size) return len;
-    int n = snprintf(buf + len, size - len, "  %s %.4f", name, v);
-    return n > 0 ? len + (size_t)n : len;
+static void append_metric(vikt__text *o, const char *name, double v) {
+    if (!isnan(v)) vikt__emit(o, "  %s %.4f", name, v);
 }
 
 static void progress_epoch(vikt_trainer *t) {
     if (progress_mode(t) == VIKT_PROGRESS_OFF) return;
     const double *v = t->values;
     char line[PROGRESS_LINE_MAX];
-    size_t len = (size_t)snprintf(line, sizeof line, "%sepoch %.0f/%.0f", t->redraw ? "\r" : "",
-                                  v[VIKT_FIT_EPOCH], v[VIKT_FIT_EPOCHS]);
-    len = append_metric(line, len, sizeof line, "loss", v[VIKT_FIT_TRAIN_LOSS]);
-    len = append_metric(line, len, sizeof line, "accuracy", v[VIKT_FIT_TRAIN_ACCURACY]);
-    len = append_metric(line, len, sizeof line, "val_loss", v[VIKT_FIT_VAL_LOSS]);
-    len = append_metric(line, len, sizeof line, "val_accuracy", v[VIKT_FIT_VAL_ACCURACY]);
-    if (len < sizeof line)
-        snprintf(line + len, sizeof line - len, "  %.1fs%s\n", v[VIKT_FIT_EPOCH_SECONDS],
-                 t->redraw ? "\033[K" : "");
+    vikt__text o = {line, sizeof line, 0};
+    vikt__emit(&o, "%sepoch %.0f/%.0f", t->redraw ? "\r" : "", v[VIKT_FIT_EPOCH], v[VIKT_FIT_EPOCHS]);
+    append_metric(&o, "loss", v[VIKT_FIT_TRAIN_LOSS]);
+    append_metric(&o, "accuracy", v[VIKT_FIT_TRAIN_ACCURACY]);
+    append_metric(&o, "val_loss", v[VIKT_FIT_VAL_LOSS]);
+    append_metric(&o, "val_accuracy", v[VIKT_FIT_VAL_ACCURACY]);
+    vikt__emit(&o, "  %.1fs%s\n", v[VIKT_FIT_EPOCH_SECONDS], t->redraw ? "\033[K" : "");
     emit(t, line);
 }
 

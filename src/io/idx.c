@@ -3,6 +3,7 @@
  * size before anything is allocated, so a corrupt count cannot ask for more
  * memory than the file holds. */
 #include "../vikt_internal.h"
+#include "io.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,8 +35,8 @@ static int idx_error(const idx_file *x, uint64_t offset, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(problem, sizeof problem, fmt, ap);
     va_end(ap);
-    return vikt__fail(x->m, VIKT_ERR_FORMAT, "%s: %s: byte %llu: %s", OP, x->path,
-                      (unsigned long long)offset, problem);
+    return vikt__io_fail(x->m, VIKT_ERR_FORMAT, OP, x->path, "byte %llu: %s",
+                         (unsigned long long)offset, problem);
 }
 
 static uint32_t big_endian_u32(const unsigned char *b) {
